@@ -1,0 +1,64 @@
+"Repository invariants: layout, Quarto link, README in sync, light and clean notebooks, pinned nbdev 2."
+import configparser
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p for p in (ROOT/"nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_top_level_layout():
+    for name in ("nbs", "genaibook", "settings.ini", "setup.py", "README.md", "tests", "_quarto.yml", ".ci/run"):
+        assert (ROOT/name).exists(), f"missing {name}"
+
+
+def test_quarto_config_is_one_file():
+    link = ROOT/"nbs"/"_quarto.yml"
+    assert link.is_symlink() and link.readlink().as_posix() == "../_quarto.yml"
+    assert link.resolve() == (ROOT/"_quarto.yml").resolve()
+
+
+def test_readme_is_built_from_index():
+    r = subprocess.run([sys.executable, str(ROOT/"scripts"/"build_readme.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_readme_gives_the_two_commands():
+    text = (ROOT/"README.md").read_text()
+    assert "bash scripts/course.sh run" in text and "bash scripts/course.sh test" in text
+    assert "bash scripts/course.sh test" in (ROOT/".ci"/"run").read_text()
+
+
+def test_nbdev2_pins():
+    cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(ROOT/"settings.ini")
+    s = cfg["DEFAULT"]
+    dev = s["dev_requirements"].split()
+    for pin in ("nbdev>=2.4.14,<3", "fastcore>=1.14,<2", "execnb>=0.1.18,<0.2", "ghapi<2"): assert pin in dev
+    assert "torch" in s["requirements"].split(), "torch is a requirement, unpinned"
+    assert s["tst_flags"].split() == ["notest", "slow", "gpu"]
+    assert s["update_pyproject"] == "False" and not (ROOT/"pyproject.toml").exists()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT/"nbs").as_posix())
+def test_notebook_is_light_and_clean(nb):
+    assert nb.stat().st_size < 1_000_000, f"{nb.name} is {nb.stat().st_size:,} bytes: keep notebooks under 1 MB"
+    cells = json.loads(nb.read_text())["cells"]
+    for c in cells:
+        src = "".join(c["source"])
+        assert not any(o.get("output_type") == "error" for o in c.get("outputs", [])), f"{nb.name} has an error output"
+        if c["cell_type"] == "code": assert not re.search(r"^\s*[%!]pip ", src, re.M), f"{nb.name}: no %pip/!pip in code cells"
+        if c["cell_type"] == "markdown": assert "data:image" not in src, f"{nb.name}: no base64 images in markdown"
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT/"nbs"/"lib").glob("*.ipynb")), ids=lambda p: p.name)
+def test_library_notebook_exports_its_own_module(nb):
+    src = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
+    expected = re.sub(r"^\d+[a-zA-Z0-9]*_", "", nb.stem)
+    assert f"#| default_exp {expected}" in src
+    assert (ROOT/"genaibook"/f"{expected}.py").exists()
+    assert src.lstrip().startswith("# "), "a library notebook opens with a title cell"
