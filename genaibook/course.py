@@ -5,16 +5,15 @@
 # %% auto #0
 __all__ = ['find_notebooks', 'cell_directives', 'should_skip', 'NotebookRun', 'run_notebook', 'run_course', 'main']
 
-# %% ../nbs/lib/04_course.ipynb #74afc2a7
+# %% ../nbs/lib/04_course.ipynb #6440f367
 import argparse
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# %% ../nbs/lib/04_course.ipynb #f6d781d1
+# %% ../nbs/lib/04_course.ipynb #547bb0fb
 def find_notebooks(nbs_path:str|Path="nbs", # Folder of the course's notebooks
                    only:list[str]|None=None, # Keep notebooks whose path (relative, without .ipynb) contains one of these
                   )->list[Path]:
@@ -41,7 +40,7 @@ def should_skip(source:str, # A code cell's source
     if "eval: false" in directives or _EXPORT_CALL in source: return True
     return any(d.split()[0] in skip_flags for d in directives if d.split())
 
-# %% ../nbs/lib/04_course.ipynb #1c477430
+# %% ../nbs/lib/04_course.ipynb #1b72540a
 @dataclass
 class NotebookRun:
     "The result of running one notebook."
@@ -81,7 +80,7 @@ def run_notebook(path:Path, # Notebook to run
         nbformat.write(nb, dest)
     return NotebookRun(path, seconds, not error, len(skipped), error)
 
-# %% ../nbs/lib/04_course.ipynb #0f229f5c
+# %% ../nbs/lib/04_course.ipynb #4d39a613
 def _has_cuda()->bool:
     import torch
     return torch.cuda.is_available()

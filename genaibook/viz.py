@@ -8,7 +8,6 @@ __all__ = ['to_hwc', 'display_range', 'show_image', 'subplots', 'grid_shape', 'g
 
 # %% ../nbs/lib/01_viz.ipynb #c74f99db
 import math
-from itertools import zip_longest
 
 import numpy as np
 import torch

@@ -68,7 +68,7 @@ test_all() {
   export PATH="$PWD/$VENV/bin:$PATH"
   stage "notebooks are clean (nbdev_clean)" check_unchanged_by "nbdev_clean changed notebooks" nbdev_clean -- nbs
   stage "package in sync (nbdev_export)" check_unchanged_by "nbdev_export changed the package" nbdev_export -- genaibook
-  stage "lint exported code (ruff)" ruff check --select F403,F405,F821,F811,E9 genaibook
+  stage "lint exported code (ruff)" ruff check --select F401,F403,F405,F811,F821,E9 genaibook
   stage "notebooks execute (nbdev_test, CPU flags)" nbdev_test --n_workers 2 --timing
   stage "docs pre-processing (nbdev_proc_nbs)" python scripts/proc_docs.py
   stage "pytest" run_pytest

@@ -1,6 +1,5 @@
 "Edge cases and bad inputs for genaibook.core."
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
