@@ -65,7 +65,7 @@ test_all() {
     "$@"
     timings+=$(printf '%6ss  %s' "$(( $(date +%s) - t0 ))" "$name")$'\n'
   }
-  export PATH="$PWD/$VENV/bin:$PATH"
+  export VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH"
   stage "notebooks are clean (nbdev_clean)" check_unchanged_by "nbdev_clean changed notebooks" nbdev_clean -- nbs
   stage "package in sync (nbdev_export)" check_unchanged_by "nbdev_export changed the package" nbdev_export -- genaibook
   stage "lint exported code (ruff)" ruff check --select F401,F403,F405,F811,F821,E9 genaibook

@@ -7,10 +7,13 @@ genaibook/_modidx.py, and write the processed notebooks (show_doc cells executed
 import shutil
 import subprocess
 
-if shutil.which("quarto"): subprocess.run(["nbdev_proc_nbs"], check=True)
-else:
+def main():
+    if shutil.which("quarto"): subprocess.run(["nbdev_proc_nbs"], check=True); return
     from nbdev.doclinks import _build_modidx
     from nbdev.quarto import refresh_quarto_yml
     from nbdev.serve import proc_nbs
     refresh_quarto_yml(); _build_modidx()
     print("processed notebooks in", proc_nbs("nbs", force=True))
+
+
+if __name__ == "__main__": main()  # the guard matters: nbdev's worker processes re-import this file
