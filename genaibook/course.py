@@ -26,7 +26,7 @@ def find_notebooks(nbs_path:str|Path="nbs", # Folder of the course's notebooks
     return nbs
 
 _DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(.+?)\s*$")
-_EXPORT_CALL = "nbdev_export" + "()"  # split, as nbdev does: it skips cells whose source contains the call
+_EXPORT_LINE = re.compile(r"^\s*(import nbdev\s*;\s*)?(nbdev\.)?nbdev_export\(\)\s*$", re.M)  # a line that re-exports the package
 
 def cell_directives(source:str)->set[str]:
     "The nbdev directives of a cell (`#| gpu` gives 'gpu', `#| eval: false` gives 'eval: false')."
@@ -37,7 +37,7 @@ def should_skip(source:str, # A code cell's source
                )->bool:
     "Whether the course runner leaves this cell out."
     directives = cell_directives(source)
-    if "eval: false" in directives or _EXPORT_CALL in source: return True
+    if "eval: false" in directives or _EXPORT_LINE.search(source): return True
     return any(d.split()[0] in skip_flags for d in directives if d.split())
 
 # %% ../nbs/lib/04_course.ipynb #1b72540a

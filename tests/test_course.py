@@ -22,7 +22,8 @@ def test_find_notebooks_skips_private(tmp_path):
 @pytest.mark.parametrize("src, flags, skip", [
     ("#| gpu\nx", {"gpu"}, True), ("#|slow\nx", {"gpu"}, False), ("#| slow\nx", {"slow"}, True),
     ("#| eval: false\nx", set(), True), ("#| export\nx", {"gpu"}, False), ("# | notest\nx", {"notest"}, True),
-    ("x = '#| gpu'", {"gpu"}, False)])
+    ("x = '#| gpu'", {"gpu"}, False), ("nbdev_export()", set(), True), ("import nbdev; nbdev.nbdev_export()\n", set(), True),
+    ("check('nbdev.nbdev_export()')", set(), False)])
 def test_should_skip(src, flags, skip):
     assert should_skip(src, flags) is skip
 
