@@ -2,16 +2,20 @@
 # The course's entry points, as the README gives them. Each sets up .venv on first use, then:
 #   bash scripts/course.sh run [genaibook_course options]   run every notebook's CPU path offline; copies in _run/
 #   bash scripts/course.sh test                             the whole test suite (what CI runs)
-#   bash scripts/course.sh setup                            only the environment
+#   bash scripts/course.sh setup                            only the environment and the offline cache
 # Environment: GENAIBOOK_VENV (default .venv), PYTHON (default python3.11, else python3),
-#              TORCH_SPEC (default "torch==2.14.1 torchvision==0.29.1").
+#              TORCH_SPEC (default "torch==2.14.1 torchvision==0.29.1"),
+#              GENAIBOOK_OFFLINE_HOME (default ~/.cache/genaibook/hf: the Hub stand-ins, used as HF_HOME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${GENAIBOOK_VENV:-.venv}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export GENAIBOOK_OFFLINE_HOME=${GENAIBOOK_OFFLINE_HOME:-$HOME/.cache/genaibook/hf}
+# Offline mode: the libraries read only the seeded stand-in cache (see nbs/lib/05_offline.ipynb).
+export HF_HOME=$GENAIBOOK_OFFLINE_HOME HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 
 log() { printf '\n== %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +31,22 @@ setup() {
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
   "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline]"
   echo "$key" > "$VENV/.genaibook-setup"
+}
+
+fashion_mnist() {  # the real Fashion-MNIST comes from a Debian package; install it where we can
+  [ -d /usr/share/datasets/fashion-mnist ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's dataset-fashion-mnist (the real Fashion-MNIST, 30 MB)"
+    apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+  else
+    echo "note: the real Fashion-MNIST needs 'sudo apt-get install dataset-fashion-mnist'; its stand-in is skipped" >&2
+  fi
+}
+
+seed_offline() {
+  log "offline stand-ins in $GENAIBOOK_OFFLINE_HOME"
+  fashion_mnist
+  "$VENV/bin/genaibook_offline" seed "$GENAIBOOK_OFFLINE_HOME" || echo "warning: some stand-ins could not be built (see above)" >&2
 }
 
 # ---- test stages ---------------------------------------------------------------------------------------------------
@@ -65,7 +85,8 @@ test_all() {
     "$@"
     timings+=$(printf '%6ss  %s' "$(( $(date +%s) - t0 ))" "$name")$'\n'
   }
-  export VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH"
+  # one thread per process: nbdev_test runs two workers on two cores, and oversubscription slows small ops 20-50x
+  export VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" OMP_NUM_THREADS=1
   stage "notebooks are clean (nbdev_clean)" check_unchanged_by "nbdev_clean changed notebooks" nbdev_clean -- nbs
   stage "package in sync (nbdev_export)" check_unchanged_by "nbdev_export changed the package" nbdev_export -- genaibook
   stage "lint exported code (ruff)" ruff check --select F401,F403,F405,F811,F821,E9 genaibook
@@ -78,8 +99,8 @@ test_all() {
 
 cmd=${1:-}; shift || true
 case "$cmd" in
-  setup) setup ;;
-  run) setup; "$VENV/bin/genaibook_course" "$@" ;;
-  test) setup; test_all ;;
+  setup) setup; seed_offline ;;
+  run) setup; seed_offline; "$VENV/bin/genaibook_course" "$@" ;;
+  test) setup; seed_offline; test_all ;;
   *) echo "usage: bash scripts/course.sh {run|test|setup} [options]" >&2; exit 2 ;;
 esac

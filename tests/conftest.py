@@ -6,7 +6,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests never reach the Hub: they read the seeded stand-in cache. Set before any Hugging Face library is imported.
+from genaibook.offline import default_home, seed  # noqa: E402 (stdlib-only at import time)
+os.environ["HF_HOME"] = str(default_home())
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# huggingface_hub and datasets read HF_HOME once, at import: import them now, so no test can bind them elsewhere.
+import datasets  # noqa: E402,F401
+import huggingface_hub  # noqa: E402,F401
 
 import matplotlib.pyplot as plt
 import pytest
@@ -46,6 +53,15 @@ def http_server():
     thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def offline_home():
+    "The seeded stand-in cache (HF_HOME); seeding is idempotent and takes about a second when done."
+    report = seed(os.environ["HF_HOME"], verbose=False)
+    failed = {k: v for k, v in report.items() if str(v).startswith("failed")}
+    assert not failed, f"stand-ins could not be built: {failed}"
+    return os.environ["HF_HOME"]
 
 
 @pytest.fixture(autouse=True)
