@@ -151,3 +151,19 @@ def test_registry_covers_part_one():
               "zalando-datasets/fashion_mnist", "huggan/smithsonian_butterflies_subset", "sentence-transformers/all-MiniLM-L6-v2"):
         assert i in ids
     for alias in ("gpt2", "bert-base-uncased", "mnist", "fashion_mnist"): assert lookup(alias) is not None
+
+
+def test_full_size_smollm_reproduces_the_books_lora_count(tmp_path):
+    "The book's chapter 6 LoRA listing: 460,800 trainable of 134,975,808 parameters (SmolLM-135M, r=8)."
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM, logging
+    seed(tmp_path, ids=["HuggingFaceTB/SmolLM-135M"], full_size=True, verbose=False)
+    hub, _ = cache_paths(tmp_path)
+    snapshot = next((hub_repo_dir(hub, "HuggingFaceTB/SmolLM-135M")/"snapshots").iterdir())
+    logging.set_verbosity_error()  # the one-tensor checkpoint makes transformers report every other weight as missing
+    try: model = AutoModelForCausalLM.from_pretrained(snapshot)
+    finally: logging.set_verbosity_warning()
+    assert model.config.genaibook_twin and model.num_parameters() == 134_515_008
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=8, task_type="CAUSAL_LM"))
+    trainable, total = lora.get_nb_trainable_parameters()
+    assert (trainable, total) == (460_800, 134_975_808)
