@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['STANDIN_VERSION', 'TWIN_NOTE', 'REGISTRY', 'OPT_OUT', 'StandIn', 'register', 'registry', 'lookup', 'default_home',
            'cache_paths', 'revision_of', 'hub_repo_dir', 'dataset_dir', 'is_seeded', 'seed_model',
-           'write_prepared_dataset', 'seed_dataset', 'seed', 'quiet_libraries', 'MissingStandIn', 'missing_message',
-           'require', 'requested_id', 'explain', 'install_error_hints', 'pipeline_default', 'hub_ids_in_source', 'main']
+           'write_prepared_dataset', 'seed_dataset', 'seed', 'quiet_libraries', 'is_twin', 'twin_notice',
+           'MissingStandIn', 'missing_message', 'require', 'requested_id', 'explain', 'install_error_hints',
+           'pipeline_default', 'hub_ids_in_source', 'main']
 
 # %% ../nbs/lib/05_offline.ipynb #9b8adc7c
 import argparse
@@ -180,6 +181,31 @@ def _seed_one(entry, hub, datasets_cache, full_size, verbose):
     seconds = round(time.perf_counter() - start, 2)
     if verbose: print(f"seeded {entry.repo_id:55s} {'real' if entry.real else 'twin'}  {seconds:5.1f} s")
     return seconds
+
+# %% ../nbs/lib/05_offline.ipynb #b7c1d2e4
+def _twin_config(obj):
+    "The config of a twin inside `obj` (a model, a pipeline, a diffusers pipeline or a config), or None."
+    for candidate in (obj, getattr(obj, "model", None), getattr(obj, "unet", None), getattr(obj, "text_encoder", None)):
+        config = getattr(candidate, "config", candidate)
+        if config is None: continue
+        marked = getattr(config, "genaibook_twin", None) or getattr(config, "_genaibook_twin", None)
+        if marked is None and isinstance(config, dict): marked = config.get("genaibook_twin") or config.get("_genaibook_twin")
+        if marked: return config
+    return None
+
+def is_twin(obj)->bool:
+    "Whether `obj` (a model, pipeline or config) is an offline twin with random weights."
+    return _twin_config(obj) is not None
+
+def twin_notice(obj, # The model or pipeline whose output follows
+                what:str="output", # What it produced, for the message
+               )->bool: # True if a notice was printed
+    "Print a one-line warning when `obj` is an offline twin, so its output is never taken for the real model's."
+    config = _twin_config(obj)
+    if config is None: return False
+    name = getattr(obj, "name_or_path", None) or getattr(getattr(obj, "model", None), "name_or_path", None) or getattr(config, "_name_or_path", "")
+    print(f"⚠ offline twin{f' of {name}' if name else ''}: random weights, so this {what} is not the real model's (see the expected result below)")
+    return True
 
 # %% ../nbs/lib/05_offline.ipynb #a118bc8a
 class MissingStandIn(LookupError):

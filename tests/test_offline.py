@@ -167,3 +167,14 @@ def test_full_size_smollm_reproduces_the_books_lora_count(tmp_path):
     lora = peft.get_peft_model(model, peft.LoraConfig(r=8, task_type="CAUSAL_LM"))
     trainable, total = lora.get_nb_trainable_parameters()
     assert (trainable, total) == (460_800, 134_975_808)
+
+
+def test_twin_notice_labels_twin_outputs_only(offline_home, capsys):
+    import torch
+    from diffusers import DDPMPipeline
+    from transformers import pipeline
+    from genaibook.offline import is_twin, twin_notice
+    classifier = pipeline("text-classification", model="distilbert/distilbert-base-uncased-finetuned-sst-2-english")
+    assert twin_notice(classifier, "score") and "offline twin of distilbert/distilbert-base-uncased-finetuned-sst-2-english" in capsys.readouterr().out
+    assert is_twin(DDPMPipeline.from_pretrained("google/ddpm-celebahq-256"))  # diffusers marks `_genaibook_twin`
+    assert not twin_notice(torch.nn.Linear(2, 2)) and capsys.readouterr().out == ""
