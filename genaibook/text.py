@@ -70,8 +70,8 @@ def _check_sampling_args(temperature, top_k, top_p):
     "Raise a clear ValueError for a temperature, top_k or top_p that sampling cannot use."
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0, got {temperature!r} (for greedy decoding pass do_sample=False)")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1, or None to turn Top-K off (model.generate's top_k=0), got {top_k!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise ValueError(f"top_k must be an int >= 1, or 0 or None to turn Top-K off (as in model.generate), got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1], or None to turn Top-p off, got {top_p!r}")
 
@@ -84,11 +84,11 @@ def scale_logits(logits:torch.Tensor, # [..., V] scores
 
 # %% ../nbs/lib/07_text.ipynb #c023
 def filter_top_k(logits:torch.Tensor, # [..., V] scores
-                 k:int|None, # How many of the highest scores to keep; None keeps all
+                 k:int|None, # How many of the highest scores to keep; 0 or None keeps all
                 )->torch.Tensor: # [..., V] the same scores with all but the top `k` set to -inf
     "Top-K filtering: keep the `k` highest scores (and any that tie with the k-th), set the rest to -inf."
     _check_sampling_args(1.0, k, None)
-    if k is None or k >= logits.shape[-1]: return logits
+    if not k or k >= logits.shape[-1]: return logits  # None or 0: Top-K off, as in model.generate
     kth = logits.topk(k, dim=-1).values[..., -1:]  # [..., 1] the k-th highest score
     return logits.masked_fill(logits < kth, float("-inf"))
 

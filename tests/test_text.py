@@ -124,7 +124,7 @@ def test_next_token_logits_with_cache_matches_full_pass(lms):
 # ---------------------------------------------------------------- seeded sampling: identical ids
 
 
-SAMPLING = [dict(), dict(top_k=5), dict(top_k=1), dict(top_p=0.9, temperature=0.7), dict(top_p=0.3),
+SAMPLING = [dict(), dict(top_k=0), dict(top_k=5), dict(top_k=1), dict(top_p=0.9, temperature=0.7), dict(top_p=0.3),
             dict(top_k=50, top_p=0.5, temperature=1.3), dict(temperature=2.0), dict(top_p=0.05), dict(temperature=0.01)]
 
 
@@ -194,7 +194,6 @@ def test_batch_pads_finished_rows_and_stops_when_all_end():
     (dict(temperature=0, do_sample=True), ValueError, "temperature must be a number > 0"),
     (dict(temperature=-0.5), ValueError, "do_sample=False"),
     (dict(temperature="hot"), ValueError, "temperature"),
-    (dict(top_k=0), ValueError, "None to turn Top-K off"),
     (dict(top_k=-3), ValueError, "top_k must be an int >= 1"),
     (dict(top_k=2.5), ValueError, "top_k"),
     (dict(top_k=True), ValueError, "top_k"),
@@ -396,3 +395,11 @@ def test_explore_sampling_interactive_redraws(lms, no_widget_env):
     k.value = 0; p.value = 0.5
     assert len(drawn) == 3
     assert "top_k=None" in drawn[-1][1] and "top_p=0.5" in drawn[-1][1]
+
+
+def test_top_k_zero_means_off_as_in_model_generate():
+    "The book passes top_k=0 to model.generate to switch Top-K off; generate and the filters accept it the same way."
+    from genaibook.text import filter_top_k
+    z = torch.randn(3, 50)
+    assert torch.equal(filter_top_k(z, 0), z) and torch.equal(filter_top_k(z, None), z)
+
