@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from genaibook.offline import TWIN_NOTICE
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p for p in (ROOT/"nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
@@ -53,6 +55,8 @@ def test_notebook_is_light_and_clean(nb):
         assert not any(o.get("output_type") == "error" for o in c.get("outputs", [])), f"{nb.name} has an error output"
         if c["cell_type"] == "code": assert not re.search(r"^\s*[%!]pip ", src, re.M), f"{nb.name}: no %pip/!pip in code cells"
         if c["cell_type"] == "markdown": assert "data:image" not in src, f"{nb.name}: no base64 images in markdown"
+        stored = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in c.get("outputs", []))
+        assert TWIN_NOTICE not in stored, f"{nb.name} stores a twin's output: run scripts/strip_twin_outputs.py"
 
 
 @pytest.mark.parametrize("nb", sorted((ROOT/"nbs"/"lib").glob("*.ipynb")), ids=lambda p: p.name)
