@@ -159,3 +159,12 @@ def test_plot_history():
     fig = learn.plot_history(skip=2, logy=True)
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="call fit"): learner().plot_history()
+
+
+def test_run_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENAIBOOK_MODE", "cpu"); monkeypatch.setenv("GENAIBOOK_RUNS", str(tmp_path))
+    assert T.run_dir("ch4") == tmp_path/"ch4"
+    monkeypatch.setenv("GENAIBOOK_MODE", "tiny")
+    a, b = T.run_dir("ch4"), T.run_dir("ch4")
+    assert a != b and a.is_dir() and not any(a.iterdir())
+    with pytest.raises(ValueError, match="plain folder name"): T.run_dir("../x")
