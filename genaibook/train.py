@@ -6,7 +6,7 @@
 __all__ = ['ResumableSampler', 'make_dataloader', 'to_device', 'EMA', 'make_lr_scheduler', 'atomic_save', 'run_dir', 'Learner',
            'evaluate', 'save_checkpoint', 'load_checkpoint', 'fit', 'summary', 'smooth', 'plot_history']
 
-# %% ../nbs/lib/08_train.ipynb #e5cf749b
+# %% ../nbs/lib/08_train.ipynb #a86f4bf9
 import math
 import os
 import random
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .core import get_device, run_mode
 
-# %% ../nbs/lib/08_train.ipynb #e40bb5ec
+# %% ../nbs/lib/08_train.ipynb #399c6ece
 class ResumableSampler(Sampler):
     "Shuffled (or sequential) indices whose order depends only on `seed` and the epoch, and which can start mid-epoch."
     def __init__(self, n:int, # Number of examples in the dataset
@@ -50,7 +50,7 @@ class ResumableSampler(Sampler):
 
     def __len__(self): return self.n
 
-# %% ../nbs/lib/08_train.ipynb #fe8c46bf
+# %% ../nbs/lib/08_train.ipynb #314fba5a
 def make_dataloader(dataset, # Anything with `__len__` and `__getitem__`, e.g. a 🤗 dataset with a transform
                     batch_size:int, # Examples per batch
                     shuffle:bool=True, # Shuffle each epoch (with a `ResumableSampler`)
@@ -65,7 +65,7 @@ def make_dataloader(dataset, # Anything with `__len__` and `__getitem__`, e.g. a
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       generator=torch.Generator().manual_seed(seed), **kwargs)
 
-# %% ../nbs/lib/08_train.ipynb #78c52143
+# %% ../nbs/lib/08_train.ipynb #189e6c7d
 def to_device(batch, device):
     "Move every tensor in `batch` (possibly nested in dicts, lists, tuples) to `device`."
     if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
@@ -73,7 +73,7 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-# %% ../nbs/lib/08_train.ipynb #95678bd0
+# %% ../nbs/lib/08_train.ipynb #32174318
 class EMA:
     "A frozen copy of `model` whose weights follow an exponential moving average of the live ones."
     def __init__(self, model:nn.Module, # The model being trained
@@ -95,7 +95,7 @@ class EMA:
     def load_state_dict(self, sd):
         self.model.load_state_dict(sd["model"]); self.updates, self.decay = sd["updates"], sd["decay"]
 
-# %% ../nbs/lib/08_train.ipynb #a1af1848
+# %% ../nbs/lib/08_train.ipynb #24f70f31
 def _cosine_with_warmup(opt, total_steps:int, warmup:float=0.05):
     w = max(1, int(total_steps * warmup))
     def factor(step):
@@ -116,7 +116,7 @@ def make_lr_scheduler(schedule, # "constant", "cosine", "onecycle", or a callabl
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps)
     raise ValueError(f"Unknown lr_schedule {schedule!r}: use 'constant', 'cosine', 'onecycle' or a function")
 
-# %% ../nbs/lib/08_train.ipynb #b98bda9b
+# %% ../nbs/lib/08_train.ipynb #2ccc7b0e
 def _rng_states()->dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -135,7 +135,7 @@ def atomic_save(obj, path:str|Path):
     finally:
         if tmp.exists(): tmp.unlink()
 
-# %% ../nbs/lib/08_train.ipynb #7c55ff10
+# %% ../nbs/lib/08_train.ipynb #dbbfe512
 def run_dir(name:str, # A name for the run, e.g. "ch4-fashion-cpu"
            )->Path:
     "Folder for a training run's checkpoints: `$GENAIBOOK_RUNS/name` (default ~/.cache/genaibook/runs), a temp folder under tests."
@@ -144,7 +144,7 @@ def run_dir(name:str, # A name for the run, e.g. "ch4-fashion-cpu"
     root = Path(os.environ.get("GENAIBOOK_RUNS") or Path.home()/".cache"/"genaibook"/"runs").expanduser()
     return root/name
 
-# %% ../nbs/lib/08_train.ipynb #a66c1209
+# %% ../nbs/lib/08_train.ipynb #4e4cfd50
 def _loss_dict(out)->dict:
     "Normalise a loss function's output to a dict holding 'loss'."
     if isinstance(out, torch.Tensor): return {"loss": out}
@@ -163,7 +163,7 @@ def _autocast_dtype(mixed_precision, device:torch.device):
     if mixed_precision == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mixed_precision == "bf16" else torch.float16
 
-# %% ../nbs/lib/08_train.ipynb #2e1f0b94
+# %% ../nbs/lib/08_train.ipynb #7acc6025
 class Learner:
     "Train `model` by minimising `loss_fn(model, batch)` over `train_dl`, with history, evaluation and checkpoints."
     def __init__(self, model:nn.Module, # The model to train (moved to `device`)
@@ -197,14 +197,14 @@ class Learner:
         self.ckpt_path = Path(ckpt_dir)/"last.pt" if ckpt_dir is not None else None
         self.ckpt_every = ckpt_every
         self.step, self.epoch, self.batch_in_epoch, self.sched, self.total_steps = 0, 0, 0, None, None
-        self.history, self.eval_history, self._pending, self.elapsed = {}, {}, [], 0.0
+        self.history, self.eval_history, self._pending, self.elapsed, self.cpu_elapsed = {}, {}, [], 0.0, 0.0
 
     @property
     def ema_model(self)->nn.Module|None:
         "The EMA copy of the model (None without `ema_decay`)."
         return self.ema.model if self.ema else None
 
-# %% ../nbs/lib/08_train.ipynb #c4cb20d6
+# %% ../nbs/lib/08_train.ipynb #4c2e5559
 def _train_step(self:Learner, batch)->dict:
     batch = to_device(batch, self.device)
     ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
@@ -236,7 +236,7 @@ def _flush(self:Learner):
 
 Learner._train_step, Learner._flush = _train_step, _flush
 
-# %% ../nbs/lib/08_train.ipynb #2e909eb8
+# %% ../nbs/lib/08_train.ipynb #579db8f1
 def _batch_size(batch)->int:
     if isinstance(batch, torch.Tensor): return len(batch)
     if isinstance(batch, dict): return _batch_size(next(iter(batch.values())))
@@ -268,7 +268,7 @@ def evaluate(self:Learner, dl:DataLoader|None=None, # Batches to evaluate; defau
 
 Learner.evaluate = evaluate
 
-# %% ../nbs/lib/08_train.ipynb #bafad325
+# %% ../nbs/lib/08_train.ipynb #4decf05e
 def save_checkpoint(self:Learner, path:str|Path|None=None):
     "Write the full training state to `path` (default `ckpt_dir/last.pt`), atomically."
     path = path or self.ckpt_path
@@ -278,7 +278,8 @@ def save_checkpoint(self:Learner, path:str|Path|None=None):
                  "sched": self.sched.state_dict() if self.sched else None, "scaler": self.scaler.state_dict(),
                  "ema": self.ema.state_dict() if self.ema else None, "step": self.step, "epoch": self.epoch,
                  "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps, "history": self.history,
-                 "eval_history": self.eval_history, "elapsed": self.elapsed, "rng": _rng_states()}, path)
+                 "eval_history": self.eval_history, "elapsed": self.elapsed, "cpu_elapsed": self.cpu_elapsed,
+                 "rng": _rng_states()}, path)
 
 def load_checkpoint(self:Learner, path:str|Path|None=None, # Default `ckpt_dir/last.pt`
                     weights_only:bool=False, # Load only the model weights (e.g. to sample from a finished run)
@@ -294,7 +295,7 @@ def load_checkpoint(self:Learner, path:str|Path|None=None, # Default `ckpt_dir/l
     self.opt.load_state_dict(ck["opt"]); self.scaler.load_state_dict(ck["scaler"])
     self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
     self.total_steps, self.history, self.eval_history = ck["total_steps"], ck["history"], ck["eval_history"]
-    self.elapsed = ck["elapsed"]
+    self.elapsed, self.cpu_elapsed = ck["elapsed"], ck.get("cpu_elapsed", 0.0)
     # `fit` rebuilds the LR scheduler, which rewrites the optimizer's learning rates: keep both states to apply after that.
     self._resume_states = (ck["opt"], ck["sched"])
     _set_rng_states({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in ck["rng"].items()})
@@ -302,7 +303,7 @@ def load_checkpoint(self:Learner, path:str|Path|None=None, # Default `ckpt_dir/l
 
 Learner.save_checkpoint, Learner.load_checkpoint = save_checkpoint, load_checkpoint
 
-# %% ../nbs/lib/08_train.ipynb #f0bc914b
+# %% ../nbs/lib/08_train.ipynb #8f0b5137
 def _epoch_batches(self:Learner, epoch:int, skip:int):
     "An iterator over `epoch`'s batches, starting after the first `skip` of them."
     sampler, bs = getattr(self.train_dl, "sampler", None), self.train_dl.batch_size
@@ -327,7 +328,7 @@ def _callback(self:Learner, name:str):
 
 Learner._epoch_batches, Learner._total_steps, Learner._callback = _epoch_batches, _total_steps, _callback
 
-# %% ../nbs/lib/08_train.ipynb #cfd1ca49
+# %% ../nbs/lib/08_train.ipynb #54b55486
 def _run(self:Learner, total:int, bar):
     per_epoch = len(self.train_dl)
     while self.step < total:
@@ -369,7 +370,7 @@ def fit(self:Learner, epochs:float|None=None, # Train for this many epochs in to
         print(f"Already trained for {self.step} steps (target {total}): nothing to do."); return self
     if self.step: print(f"Resuming at step {self.step} of {total} (epoch {self.epoch}).")
     self.model.train(); self._callback("before_fit")
-    t0, start = time.perf_counter(), self.step
+    t0, c0, start = time.perf_counter(), time.process_time(), self.step
     bar = tqdm(total=total, initial=self.step, disable=not self.progress, leave=False, desc="training", unit="step")
     try: self._run(total, bar)
     except KeyboardInterrupt:
@@ -377,26 +378,26 @@ def fit(self:Learner, epochs:float|None=None, # Train for this many epochs in to
         if self.ckpt_path: print(f"Interrupted at step {self.step}. Run fit() again to resume from the last checkpoint.")
         raise
     finally:
-        bar.close(); self.elapsed += time.perf_counter() - t0
+        bar.close(); self.elapsed += time.perf_counter() - t0; self.cpu_elapsed += time.process_time() - c0
     self._callback("after_fit")
     print(self.summary(start))
     return self
 
 Learner._run, Learner.fit = _run, fit
 
-# %% ../nbs/lib/08_train.ipynb #e0f7a3dd
+# %% ../nbs/lib/08_train.ipynb #2c2a82e5
 def summary(self:Learner, start:int=0)->str:
     "One line: steps run, time, recent training loss and the last evaluation."
     loss = self.history.get("loss", [])
     recent = np.mean(loss[-min(len(loss), 50):]) if loss else float("nan")
     line = (f"step {self.step}/{self.total_steps} ({self.step / len(self.train_dl):.2f} epochs) in "
-            f"{self.elapsed / 60:.1f} min on {self.device.type}; train loss (mean of last 50 steps) {recent:.4f}")
+            f"{self.elapsed / 60:.1f} min on {self.device.type} ({self.cpu_elapsed / 60:.1f} min of process CPU time); train loss (mean of last 50 steps) {recent:.4f}")
     if self.eval_history: line += f"; valid loss {self.eval_history['loss'][-1]:.4f}"
     return line
 
 Learner.summary = summary
 
-# %% ../nbs/lib/08_train.ipynb #44d78c19
+# %% ../nbs/lib/08_train.ipynb #f3dfb54e
 def smooth(values, window:int=50)->np.ndarray:
     "Running mean of `values` over the last `window` points (shorter at the start)."
     v = np.asarray(values, dtype=float)
