@@ -7,12 +7,12 @@ __all__ = ['BOOK_CHANNELS', 'IMAGE_SIZE', 'OUTPUTS', 'conv_block', 'conv_transpo
            'AutoEncoder', 'n_params', 'VAEEncoder', 'VAE', 'vae_loss', 'images_of', 'ae_loss', 'VAELoss',
            'encode_dataset', 'Standardize', 'train_probe', 'probe_accuracy', 'FrozenEncoderClassifier', 'conv_macs']
 
-# %% ../nbs/lib/09_autoencoders.ipynb #06838425
+# %% ../nbs/lib/09_autoencoders.ipynb #99233ded
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# %% ../nbs/lib/09_autoencoders.ipynb #470018ba
+# %% ../nbs/lib/09_autoencoders.ipynb #a6f8db67
 def conv_block(in_channels:int, # Channels of the input feature map
                out_channels:int, # Channels it produces
                kernel_size:int=4, # The book's 4×4 kernels...
@@ -26,7 +26,7 @@ def conv_block(in_channels:int, # Channels of the input feature map
         nn.ReLU(),
     )
 
-# %% ../nbs/lib/09_autoencoders.ipynb #3f864f61
+# %% ../nbs/lib/09_autoencoders.ipynb #978e3dd8
 def conv_transpose_block(in_channels:int, # Channels of the input feature map
                          out_channels:int, # Channels it produces
                          kernel_size:int=3,
@@ -41,7 +41,7 @@ def conv_transpose_block(in_channels:int, # Channels of the input feature map
     if with_act: layers += [nn.BatchNorm2d(out_channels), nn.ReLU()]
     return nn.Sequential(*layers)
 
-# %% ../nbs/lib/09_autoencoders.ipynb #9779939d
+# %% ../nbs/lib/09_autoencoders.ipynb #624ecb67
 BOOK_CHANNELS = (128, 256, 512, 1024)  # the book's widths of the four convolution stages
 IMAGE_SIZE = 28  # the stride-2 arithmetic (28 -> 14 -> 7 -> 3 -> 1 and back) is built for 28x28 images
 
@@ -70,7 +70,7 @@ def check_images(x:torch.Tensor, # The batch given to an encoder
         raise ValueError("BatchNorm cannot normalise a batch of one image in training mode: "
                          "call model.eval() first (or pass at least 2 images)")
 
-# %% ../nbs/lib/09_autoencoders.ipynb #daa8f04c
+# %% ../nbs/lib/09_autoencoders.ipynb #b7d5581f
 def _conv_stack(in_channels:int, channels:tuple)->nn.Sequential:
     widths = (in_channels, *channels)
     return nn.Sequential(*[conv_block(i, o) for i, o in zip(widths[:-1], widths[1:])])
@@ -93,7 +93,7 @@ class Encoder(nn.Module):
 
     def forward(self, x): return self.linear(self.features(x))  # [N, latent_dims]
 
-# %% ../nbs/lib/09_autoencoders.ipynb #1a036120
+# %% ../nbs/lib/09_autoencoders.ipynb #2f7a971b
 OUTPUTS = ("sigmoid", "bn_relu")
 
 def _resolve_output(output:str|None, latent_dims:int|None)->str:
@@ -126,7 +126,7 @@ class Decoder(nn.Module):
         x = self.linear(z).reshape(-1, self.channels[3], 4, 4)  # [N, c3, 4, 4]
         return self.sigmoid(self.t_conv_layers(x))  # [N, C, 28, 28]
 
-# %% ../nbs/lib/09_autoencoders.ipynb #f48d5f9a
+# %% ../nbs/lib/09_autoencoders.ipynb #fe5c038f
 class AutoEncoder(nn.Module):
     "An `Encoder` and a `Decoder`: images to `latent_dims` numbers and back."
     def __init__(self, in_channels:int=1, # Image channels
@@ -143,13 +143,13 @@ class AutoEncoder(nn.Module):
     def decode(self, z): return self.decoder(z)  # [N, latent_dims] -> [N, C, 28, 28]
     def forward(self, x): return self.decode(self.encode(x))
 
-# %% ../nbs/lib/09_autoencoders.ipynb #2cca5f24
+# %% ../nbs/lib/09_autoencoders.ipynb #9c16b5cc
 def n_params(model:nn.Module, # Any PyTorch module
             )->int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/lib/09_autoencoders.ipynb #0a78ef78
+# %% ../nbs/lib/09_autoencoders.ipynb #c1bcabe8
 class VAEEncoder(nn.Module):
     "The `Encoder`'s conv stack with two heads: [N, C, 28, 28] to (mu, logvar), each [N, latent_dims]."
     def __init__(self, in_channels:int=1, # Image channels
@@ -168,7 +168,7 @@ class VAEEncoder(nn.Module):
         h = self.conv_layers(x).flatten(start_dim=1)  # [N, channels[-1]]
         return self.mu(h), self.logvar(h)
 
-# %% ../nbs/lib/09_autoencoders.ipynb #dc9bdd9e
+# %% ../nbs/lib/09_autoencoders.ipynb #c4834581
 class VAE(nn.Module):
     "A variational AutoEncoder: `VAEEncoder`, the reparameterization trick, and a sigmoid `Decoder`."
     def __init__(self, in_channels:int=1, # Image channels
@@ -198,7 +198,7 @@ class VAE(nn.Module):
         z = torch.randn(n, self.latent_dims, generator=generator, device=device)
         return self.decode(z)
 
-# %% ../nbs/lib/09_autoencoders.ipynb #1af46ea7
+# %% ../nbs/lib/09_autoencoders.ipynb #0e6af0b2
 def vae_loss(batch:torch.Tensor, # [N, C, H, W] original images
              reconstructed:torch.Tensor, # [N, C, H, W] the VAE's reconstructions
              mu:torch.Tensor, # [N, latent_dims] predicted means
@@ -216,7 +216,7 @@ def vae_loss(batch:torch.Tensor, # [N, C, H, W] original images
     loss = (reconstruction_loss + kl_weight * kl_loss).mean(dim=0)
     return loss, reconstruction_loss, kl_loss
 
-# %% ../nbs/lib/09_autoencoders.ipynb #d1989101
+# %% ../nbs/lib/09_autoencoders.ipynb #8040d8f1
 def images_of(batch)->torch.Tensor:
     "The image tensor in a batch: the batch itself, the first item of a tuple/list, or the 'image' entry of a dict."
     if isinstance(batch, torch.Tensor): return batch
@@ -248,7 +248,7 @@ class VAELoss:
 
     def __repr__(self): return f"VAELoss(kl_weight={self.kl_weight})"
 
-# %% ../nbs/lib/09_autoencoders.ipynb #a097c34b
+# %% ../nbs/lib/09_autoencoders.ipynb #6c98305d
 def _labels_of(batch)->torch.Tensor|None:
     if isinstance(batch, dict): return batch.get("label")
     if isinstance(batch, (tuple, list)) and len(batch) > 1: return batch[1]
@@ -270,7 +270,7 @@ def encode_dataset(model:nn.Module, # An `AutoEncoder`, `VAE` (its means are use
         if (y := _labels_of(batch)) is not None: ys.append(torch.as_tensor(y).cpu())
     return torch.cat(zs), (torch.cat(ys) if ys else None)
 
-# %% ../nbs/lib/09_autoencoders.ipynb #9e4d7321
+# %% ../nbs/lib/09_autoencoders.ipynb #81a71f67
 class Standardize(nn.Module):
     "Subtract a fixed mean and divide by a fixed std (stored as buffers)."
     def __init__(self, mean:torch.Tensor, std:torch.Tensor):
@@ -309,7 +309,7 @@ def probe_accuracy(head:nn.Module, # A classifier from `train_probe`
     "Fraction of `z` that `head` classifies correctly."
     return (head(z).argmax(-1) == labels).float().mean().item()
 
-# %% ../nbs/lib/09_autoencoders.ipynb #d16c8b82
+# %% ../nbs/lib/09_autoencoders.ipynb #d059c995
 class FrozenEncoderClassifier(nn.Module):
     "A frozen encoder followed by a trained head: images to class logits."
     def __init__(self, model:nn.Module, # An `AutoEncoder`, `VAE` or `Encoder`
@@ -325,7 +325,7 @@ class FrozenEncoderClassifier(nn.Module):
     def train(self, mode:bool=True): # the encoder stays in eval mode (BatchNorm statistics frozen)
         super().train(mode); self.model.eval(); return self
 
-# %% ../nbs/lib/09_autoencoders.ipynb #dfa11bca
+# %% ../nbs/lib/09_autoencoders.ipynb #cfea15c6
 def conv_macs(model:nn.Module, # A model from this module
               in_channels:int=1,
              )->int: # Multiply-adds of one forward pass on one 28x28 image
