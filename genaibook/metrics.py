@@ -7,7 +7,7 @@ __all__ = ['FASHION_CLASSES', 'load_fashion_mnist_tensors', 'prepare_images', 'F
            'predict_classes', 'class_accuracy', 'train_fashion_classifier', 'classifier_weights_path',
            'save_classifier', 'fashion_classifier', 'FID', 'fid']
 
-# %% ../nbs/lib/13_metrics.ipynb #f6b2e89b
+# %% ../nbs/lib/13_metrics.ipynb #66cc11a6
 import time
 import warnings
 from functools import lru_cache
@@ -21,7 +21,7 @@ from torch import nn
 
 from .core import get_device, set_seed
 
-# %% ../nbs/lib/13_metrics.ipynb #ac623615
+# %% ../nbs/lib/13_metrics.ipynb #692ffc13
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -47,7 +47,7 @@ def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "
     images = images.float() / 255 if dtype == "float" else images.clone()
     return images, labels.clone()
 
-# %% ../nbs/lib/13_metrics.ipynb #1a3a685c
+# %% ../nbs/lib/13_metrics.ipynb #f9c883c3
 def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
                    tol:float=1e-2, # How far outside [0, 1] float values may stray (then they are clamped)
                   )->torch.Tensor: # float32 [N, 1, 28, 28] in [0, 1]
@@ -73,7 +73,7 @@ def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1],
         images = images.clamp(0, 1)
     return images[..., 2:-2, 2:-2] if shape[-1] == 32 else images
 
-# %% ../nbs/lib/13_metrics.ipynb #1d63ae59
+# %% ../nbs/lib/13_metrics.ipynb #77bb33e3
 def _conv(c_in, c_out): return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 class FashionClassifier(nn.Module):
@@ -97,7 +97,7 @@ class FashionClassifier(nn.Module):
 
     def forward(self, x:torch.Tensor)->torch.Tensor: return self.head(self.features(x))  # [N, n_classes]
 
-# %% ../nbs/lib/13_metrics.ipynb #4ed9205d
+# %% ../nbs/lib/13_metrics.ipynb #155894c2
 def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) background
                   generator:torch.Generator|None=None, # Source of randomness, for repeatable runs
                   max_shift:int=2, # Largest shift in pixels, in each direction
@@ -113,7 +113,7 @@ def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) backgro
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [N, 1, W]
     return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols][:, None]
 
-# %% ../nbs/lib/13_metrics.ipynb #66d88313
+# %% ../nbs/lib/13_metrics.ipynb #cd9730cc
 @torch.no_grad()
 def predict_classes(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
                     classifier:nn.Module|None=None, # Defaults to the shipped `fashion_classifier()`
@@ -137,7 +137,7 @@ def class_accuracy(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
     if len(labels) == 0: raise ValueError("class_accuracy needs at least one image")
     return (predict_classes(images, classifier, batch_size) == labels).float().mean().item()
 
-# %% ../nbs/lib/13_metrics.ipynb #cf449ac4
+# %% ../nbs/lib/13_metrics.ipynb #989f431f
 def _check_positive(name, v):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
@@ -175,7 +175,7 @@ def train_fashion_classifier(epochs:int=3, # Passes over the training images
     return model, dict(test_accuracy=acc, n_test=len(yt), train_seconds=train_s, epochs=epochs, seed=seed,
                        n_train=len(x), losses=losses, threads=torch.get_num_threads(), device=str(device))
 
-# %% ../nbs/lib/13_metrics.ipynb #7f974930
+# %% ../nbs/lib/13_metrics.ipynb #7ca409ed
 def classifier_weights_path()->Path:
     "Where the shipped classifier weights live inside the installed package."
     return Path(str(files("genaibook"))) / "assets" / "fashion_classifier.safetensors"
@@ -202,7 +202,7 @@ def fashion_classifier(device=None, # Defaults to `get_device()`
     "The shipped Fashion-MNIST classifier, loaded once per device, in eval mode and frozen."
     return _load_classifier(str(torch.device(device) if device is not None else get_device()))
 
-# %% ../nbs/lib/13_metrics.ipynb #31ae103e
+# %% ../nbs/lib/13_metrics.ipynb #2dd7f8af
 class _ClassifierFeatures(nn.Module):
     "A classifier's `features` as a torchmetrics feature extractor: images in [0, 1] → [N, num_features]."
     def __init__(self, classifier):
@@ -232,7 +232,7 @@ def _fid_metric(features, classifier, device):
     extractor = _ClassifierFeatures(classifier)
     return FrechetInceptionDistance(feature=extractor, reset_real_features=False).to(device), False
 
-# %% ../nbs/lib/13_metrics.ipynb #dddc8fc2
+# %% ../nbs/lib/13_metrics.ipynb #4e61ea83
 class FID:
     "FID against a fixed real set: real statistics are computed once, then `fid(fake)` for each set of samples."
     def __init__(self,
