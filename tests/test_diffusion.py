@@ -8,7 +8,9 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from genaibook.diffusion import (OBJECTIVES, DiffusionLoss, SampleGrid, class_conditional, convert_prediction, diffusion_target,
-                                 drop_labels, min_snr_weight, pred_to_eps, pred_to_x0, signal_noise, snr, _sample_loop)
+                                 drop_labels, min_snr_weight, ObjectiveAdapter, pred_to_eps, pred_to_x0, signal_noise, snr)
+from genaibook import schedulers as gb_schedulers
+from genaibook.sampling import sample
 from genaibook.train import Learner, make_dataloader
 from genaibook.unets import SmallUNet
 
@@ -256,16 +258,35 @@ def test_sample_grid_guidance_and_errors(sched):
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler])
-def test_sampling_loop_with_an_oracle(objective, scheduler_cls):
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMScheduler, gb_schedulers.DDPMScheduler])
+def test_objective_adapter_with_an_oracle(objective, scheduler_cls):
     "If every image is the same picture c, the ideal model predicts it exactly; sampling must then return c."
-    sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False)  # expects epsilon: the loop converts
+    sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False, prediction_type="v_prediction")
     c = torch.linspace(-0.8, 0.8, 16).reshape(1, 1, 4, 4)
-    def oracle(x, t):
+    def oracle(x, t):  # the ideal model for `objective`
         a, s = signal_noise(sched, t, x)
         return diffusion_target(sched, c.expand_as(x), (x - a * c) / s, t, objective)
-    out = _sample_loop(oracle, sched, (2, 1, 4, 4), 20, objective, generator=torch.Generator().manual_seed(0))
+    out = sample(ObjectiveAdapter(oracle, sched, objective), sched, (2, 1, 4, 4), num_inference_steps=20,
+                 generator=torch.Generator().manual_seed(0), progress=False)
     torch.testing.assert_close(out, c.expand(2, 1, 4, 4), atol=1e-3, rtol=1e-3)
+
+
+def test_objective_adapter_keeps_the_mode_and_config():
+    model = SmallUNet(widths=(8, 16), sample_size=8).eval()
+    adapter = ObjectiveAdapter(model, DDPMScheduler(), "sample")
+    assert not adapter.training and adapter.target == "epsilon" and adapter.config.sample_size == 8
+    sample(adapter, DDPMScheduler(), 2, num_inference_steps=2, progress=False)
+    assert not model.training  # sample() restored the eval mode it found
+    with pytest.raises(ValueError, match="objective must be one of"): ObjectiveAdapter(model, DDPMScheduler(), "x0")
+
+
+def test_sample_grid_converts_the_objective():
+    "A v-prediction run sampled through an epsilon scheduler: SampleGrid adapts the model, and training is unaffected."
+    learner = make_learner(objective="v_prediction")
+    grid = SampleGrid(n=2, num_inference_steps=2, scheduler=DDPMScheduler(), shape=(1, 8, 8), show=False)
+    learner.callbacks.append(grid)
+    learner.fit(steps=2)
+    assert [s for s, _ in learner.sample_grids] == [2] and learner.model.training
 
 
 def test_modules_import_without_a_gpu_and_stay_light():
