@@ -16,7 +16,7 @@ load average are recorded at every point, so the curve can be read in steps too.
 FID from 500 images is biased upwards (the features have 256 dimensions): compare points with each other and with the
 `real vs real` reference (500 training images against the 500 test images), not with published FID values.
 
-Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2] [--n 500] [--threads 2] [--quick]
+Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500] [--threads 2] [--quick]
 Writes bench/results/quality_vs_time.json and quality_vs_time.png (--quick writes to a temporary folder unless --out).
 """
 import argparse
@@ -70,6 +70,10 @@ class Images(torch.utils.data.Dataset):
     def __init__(self, x): self.x = x
     def __len__(self): return len(self.x)
     def __getitem__(self, i): return self.x[i]
+
+
+CLOCKS = {"wall": "wall-clock minutes of training ({threads} torch threads), evaluation excluded",
+          "cpu": "this process's CPU minutes of training divided by {threads} torch thread(s), evaluation excluded"}
 
 
 class Clock:
@@ -157,10 +161,20 @@ def header(clock:str)->str:
     return f"{'min (' + clock + ')':>8}{'steps':>7}{'epochs':>7}{'loss':>9}{'FID':>9}{'sample s':>10}   load avg (1, 5, 15 min)"
 
 
-def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:int=50, clock:str="wall",
-        cfg:dict=RECIPE, seed:int=0, verbose:bool=True)->dict:
-    "Train `cfg` for `minutes`, measuring FID every `every` minutes; returns the results (rows, reference, settings)."
+def fid_points(minutes:float, every:float=2, points=None)->list:
+    "Training minutes at which to measure: `points` (plus `minutes` itself), or every `every` minutes up to `minutes`."
     if minutes <= 0 or every <= 0: raise ValueError(f"minutes and every must be positive, got {minutes} and {every}")
+    if points is None: return [round(min(every * i, minutes), 6) for i in range(1, math.ceil(minutes / every - 1e-9) + 1)]
+    points = sorted(set(float(p) for p in points))
+    if not points or points[0] <= 0 or points[-1] > minutes:
+        raise ValueError(f"points must be positive minutes no later than minutes={minutes}, got {points}")
+    return points if points[-1] == minutes else points + [minutes]
+
+
+def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:int=50, clock:str="wall",
+        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True)->dict:
+    "Train `cfg` for `minutes`, measuring FID at `points` (default every `every` minutes); returns rows, reference, settings."
+    points = fid_points(minutes, every, points)
     if n < 2: raise ValueError(f"FID needs at least 2 images, got n={n}")
     torch.set_num_threads(threads)
     t_start, load_start = time.perf_counter(), load_avg()
@@ -170,7 +184,6 @@ def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:in
     reference = round(fid(train_x[:n]), 3)  # what a model that reproduces the data would score with n images
     train_sched = diffusers.DDPMScheduler(beta_schedule=cfg["beta_schedule"], prediction_type=cfg["objective"])
     ddim = diffusers.DDIMScheduler.from_config(train_sched.config)
-    points = [round(min(every * i, minutes), 6) for i in range(1, math.ceil(minutes / every - 1e-9) + 1)]
     clk = Clock(clock, threads)
     probe = QualityProbe(clk, points, fid, ddim, n, ddim_steps, verbose=verbose)
     dl = make_dataloader(Images(pad32(train_x)), cfg["batch_size"], seed=seed, drop_last=True)
@@ -180,12 +193,12 @@ def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:in
     if verbose: print(f"reference FID (n={n} train vs n test images): {reference:.2f}\n{header(clock)}", flush=True)
     try: learner.fit(steps=10**9)
     except TimeUp: pass
-    settings = dict(minutes=minutes, every=every, n=n, threads=threads, torch_threads=torch.get_num_threads(),
+    settings = dict(minutes=minutes, points=points, n=n, threads=threads, torch_threads=torch.get_num_threads(),
                     ddim_steps=ddim_steps, clock=clock, seed=seed, recipe={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                     unet_params=sum(p.numel() for p in learner.model.parameters()), n_train_images=len(train_x),
                     fid_features="fashion", torch=torch.__version__, diffusers=diffusers.__version__,
                     machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                    omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
+                    omp_num_threads=os.environ.get("OMP_NUM_THREADS"), clock_meaning=CLOCKS[clock].format(threads=threads))
     return {"settings": settings, "reference_fid_real_vs_real": reference, "rows": probe.rows,
             "load_avg": {"start": load_start, "end": load_avg()}, "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
             "samples": torch.stack(probe.samples) if probe.samples else None}
@@ -224,6 +237,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, help="training time budget (default 14; --quick 0.2)")
     p.add_argument("--every", type=float, help="minutes between FID points (default 2; --quick 0.1)")
+    p.add_argument("--points", type=lambda s: [float(v) for v in s.split(",")],
+                   help="comma-separated minutes to measure at, e.g. 2,4,8,14 (overrides --every)")
     p.add_argument("--n", type=int, help="generated and real images per FID (default 500; --quick 32)")
     p.add_argument("--ddim-steps", type=int, help="DDIM steps per sample (default 50; --quick 4)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -235,7 +250,7 @@ def main(argv=None):
     if args.quick: warnings.filterwarnings("ignore", message="FID from .* strongly biased")  # tiny n is the point here
     defaults = QUICK_ARGS if args.quick else dict(minutes=14, every=2, n=500, ddim_steps=50)
     kw = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
-    result = run(**kw, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE, seed=args.seed)
+    result = run(**kw, points=args.points, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE, seed=args.seed)
     out = args.out or (Path(tempfile.mkdtemp(prefix="quality_vs_time-")) if args.quick else RESULTS)
     js, png = save(result, out)
     print(f"total {result['total_wall_minutes']:.1f} min wall; load average start {result['load_avg']['start']}, "

@@ -59,10 +59,19 @@ def test_time_cosine_follows_the_time_budget():
     assert lrs[55] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0, abs=1e-9) and lrs[200] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_fid_points():
+    assert qvt.fid_points(14, 2) == [2, 4, 6, 8, 10, 12, 14]
+    assert qvt.fid_points(5, 2) == [2, 4, 5]
+    assert qvt.fid_points(14, points=[8, 2, 4]) == [2, 4, 8, 14]
+    assert qvt.fid_points(14, points=[2, 14]) == [2, 14]
+    with pytest.raises(ValueError, match="positive"): qvt.fid_points(14, points=[0, 2])
+
+
 def test_pad32_and_bad_settings():
     x = torch.rand(3, 1, 28, 28)
     y = qvt.pad32(x)
     assert y.shape == (3, 1, 32, 32) and torch.equal(y[:, :, :2], torch.full((3, 1, 2, 32), -1.0))
     assert torch.allclose(y[:, :, 2:30, 2:30], x * 2 - 1)
     with pytest.raises(ValueError, match="positive"): qvt.run(minutes=0)
+    with pytest.raises(ValueError, match="no later than"): qvt.run(minutes=4, points=[2, 5])
     with pytest.raises(ValueError, match="at least 2"): qvt.run(n=1)
