@@ -13,8 +13,8 @@ every scale), and reports:
   same sample count).
 A first row scores `--per-class` real test images of each class the same way: the judge's own ceiling.
 
-Usage: OMP_NUM_THREADS=2 python bench/class_accuracy.py [--run ch5-cpu] [--per-class 50] [--steps 40]
-       [--scales 1,2,3,5] [--train]
+Usage: OMP_NUM_THREADS=2 python bench/class_accuracy.py [--run ch5-cpu] [--per-class 20] [--steps 25]
+       [--scales 1,2,3] [--train]
 Writes bench/results/class_accuracy.json.
 """
 import argparse
@@ -40,8 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "class_accuracy.json"
 CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=32, block_out_channels=(16, 32, 64), layers_per_block=1,
                 norm_num_groups=8, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
                 num_class_embeds=11)
-CPU = dict(batch_size=64, lr=2e-3, lr_schedule="cosine", objective="v_prediction", beta_schedule="squaredcos_cap_v2",
-           ema_decay=0.999, steps=2000, class_dropout=0.1)
+CPU = dict(batch_size=64, lr=3e-3, lr_schedule="onecycle", objective="v_prediction", beta_schedule="squaredcos_cap_v2",
+           ema_decay=0.999, steps=1200, class_dropout=0.1)
 NULL_CLASS = 10
 
 
@@ -91,8 +91,8 @@ def measure(images, labels, judge, fid, name, seconds=None) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", default="ch5-cpu", help="run_dir name the notebook trained into")
-    p.add_argument("--per-class", type=int, default=50); p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--scales", default="1,2,3,5"); p.add_argument("--n-ref", type=int, default=5000)
+    p.add_argument("--per-class", type=int, default=20); p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--scales", default="1,2,3"); p.add_argument("--n-ref", type=int, default=5000)
     p.add_argument("--seed", type=int, default=2); p.add_argument("--train", action="store_true")
     p.add_argument("--device", default=None)
     args = p.parse_args()
