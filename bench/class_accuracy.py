@@ -37,11 +37,11 @@ from genaibook.train import run_dir
 RESULTS = Path(__file__).resolve().parent / "results" / "class_accuracy.json"
 
 # The notebook's CPU setting (keep in step with the recipe cell of nbs/05_stable_diffusion.ipynb).
-CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=32, block_out_channels=(16, 32, 64), layers_per_block=1,
+CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=28, block_out_channels=(16, 32, 64), layers_per_block=1,
                 norm_num_groups=8, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
                 num_class_embeds=11)
-CPU = dict(batch_size=64, lr=3e-3, lr_schedule="onecycle", objective="v_prediction", beta_schedule="squaredcos_cap_v2",
-           ema_decay=0.999, steps=1200, class_dropout=0.1)
+CPU = dict(batch_size=64, lr=3e-3, weight_decay=0.0, lr_schedule="cosine", warmup=0.25, objective="v_prediction",
+           beta_schedule="squaredcos_cap_v2", ema_decay=0.999, steps=1870, class_dropout=0.1)
 NULL_CLASS = 10
 
 
@@ -52,8 +52,7 @@ def train(folder: Path, device) -> None:
 
     from genaibook.diffusion import DiffusionLoss
     from genaibook.train import Learner, make_dataloader
-    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Pad(2),
-                                     transforms.Normalize([0.5], [0.5])])
+    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
     def transform(examples):
         return {"images": [preprocess(im) for im in examples["image"]], "labels": examples["label"]}
     data = load_dataset("zalando-datasets/fashion_mnist", split="train").with_transform(transform)
@@ -61,8 +60,9 @@ def train(folder: Path, device) -> None:
     set_seed(0)
     learn = Learner(UNet2DModel(**CPU_UNET), make_dataloader(data, batch_size=CPU["batch_size"], seed=0),
                     DiffusionLoss(scheduler, CPU["objective"], class_dropout=CPU["class_dropout"], null_class=NULL_CLASS),
-                    lr=CPU["lr"], opt_func=partial(torch.optim.AdamW, eps=1e-5), lr_schedule=CPU["lr_schedule"],
-                    ema_decay=CPU["ema_decay"], device=device, ckpt_dir=folder, ckpt_every=250)
+                    lr=CPU["lr"], opt_func=partial(torch.optim.AdamW, weight_decay=CPU["weight_decay"]),
+                    lr_schedule=CPU["lr_schedule"], warmup=CPU["warmup"], ema_decay=CPU["ema_decay"], device=device,
+                    ckpt_dir=folder, ckpt_every=250)
     learn.fit(steps=CPU["steps"])
     save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
 
@@ -104,7 +104,7 @@ def main():
                                             "(CPU setting) first, or pass --train")
         train(folder, device)
     model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
-    ddim = DDIMScheduler.from_pretrained(model_dir)
+    ddim = DDIMScheduler.from_pretrained(model_dir, timestep_spacing="trailing")
     null_class = model.config.num_class_embeds - 1
     shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
 
