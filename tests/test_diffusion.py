@@ -298,3 +298,28 @@ def test_modules_import_without_a_gpu_and_stay_light():
                             __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"heavy modules imported at import time: {r.stdout}"
+
+
+def test_the_recipe_configuration_is_expressible():
+    """The measured CPU recipe: UNet2DModel (16,32,64), v-prediction, cosine betas, one-cycle LR, EMA 0.999, 10% label
+    dropout to null label 10, DDIM with trailing steps and CFG 1.5: all of it through Learner + DiffusionLoss + SampleGrid."""
+    import functools
+    import math
+    sched_kw = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64), layers_per_block=1,
+                        down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=8, num_class_embeds=11)
+    def one_cycle(opt, total):  # 25% linear warm-up, cosine down to 2% of the peak
+        w = int(0.25 * total)
+        f = lambda s: (s + 1) / w if s < w else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1, (s - w) / (total - w))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    ddim = DDIMScheduler(**sched_kw, timestep_spacing="trailing", clip_sample=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the loss and the scheduler agree on the objective: no warning
+        loss_fn = DiffusionLoss(DDPMScheduler(**sched_kw), objective="v_prediction", class_dropout=0.1, null_class=10)
+    learner = Learner(model, make_dataloader(tiny_data(), batch_size=8), loss_fn, lr=3e-3, device="cpu", ema_decay=0.999,
+                      opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0), lr_schedule=one_cycle, progress=False,
+                      callbacks=[SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
+    learner.fit(steps=4)
+    lrs = learner.history["lr"]
+    assert lrs[0] == pytest.approx(3e-3) and len(learner.sample_grids) == 1  # warm-up of one step at this length
+    assert learner.sample_grids[0][1].shape == (4, 1, 8, 8)
