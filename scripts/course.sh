@@ -29,7 +29,7 @@ setup() {
   # PyTorch first, so that no other package pulls a different build.
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
-  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft]"
+  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo]"
   echo "$key" > "$VENV/.genaibook-setup"
 }
 

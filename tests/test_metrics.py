@@ -152,9 +152,9 @@ def test_augment_batch(real):
 def test_training_is_deterministic(tmp_path):
     logs, states = [], []
     for _ in range(2):
-        model, log = train_fashion_classifier(epochs=1, seed=3, batch_size=64, n_train=256, n_test=64, device="cpu")
+        model, log = train_fashion_classifier(epochs=1, seed=3, batch_size=64, n_train=640, n_test=64, device="cpu")
         logs.append(log); states.append(model.state_dict())
-    assert logs[0]["losses"] == logs[1]["losses"] and logs[0]["n_train"] == 256
+    assert logs[0]["losses"] == logs[1]["losses"] and logs[0]["n_train"] == 640
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     path = save_classifier(model, tmp_path / "w.safetensors", seed=3)
     from safetensors import safe_open
