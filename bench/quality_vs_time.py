@@ -16,6 +16,11 @@ load average are recorded at every point, so the curve can be read in steps too.
 FID from 500 images is biased upwards (the features have 256 dimensions): compare points with each other and with the
 `real vs real` reference (500 training images against the 500 test images), not with published FID values.
 
+On a 2-core machine shared with other jobs, `--threads 1 --clock cpu` measures best: there, 2 threads made a training
+step about twice as slow as 1 thread (OpenMP threads wait for each other when descheduled). The committed results were
+made that way (see their `note`). Each point costs `--n` × `--ddim-steps` UNet evaluations (about 5.5 CPU minutes for
+500 × 50 with the default model), so a few `--points` keep a run short.
+
 Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500] [--threads 2] [--quick]
 Writes bench/results/quality_vs_time.json and quality_vs_time.png (--quick writes to a temporary folder unless --out).
 """
@@ -174,7 +179,8 @@ def fid_points(minutes:float, every:float=2, points=None)->list:
 
 
 def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:int=50, clock:str="wall",
-        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True, on_point=None)->dict:
+        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True, on_point=None,
+        note:str="")->dict:
     """Train `cfg` for `minutes`, measuring FID at `points` (default every `every` minutes); returns rows, reference, settings.
     `on_point(result)` is called with the results so far (`complete` False) after each point."""
     points = fid_points(minutes, every, points)
@@ -201,7 +207,7 @@ def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:in
                     machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                     omp_num_threads=os.environ.get("OMP_NUM_THREADS"), clock_meaning=CLOCKS[clock].format(threads=threads))
     def results(complete:bool)->dict:
-        return {"settings": settings, "complete": complete, "reference_fid_real_vs_real": reference, "rows": probe.rows,
+        return {"settings": settings, "note": note, "complete": complete, "reference_fid_real_vs_real": reference, "rows": probe.rows,
                 "load_avg": {"start": load_start, "end": load_avg()}, "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
                 "samples": torch.stack(probe.samples) if probe.samples else None}
     if verbose: print(f"reference FID (n={n} train vs n test images): {reference:.2f}\n{header(clock)}", flush=True)
@@ -251,6 +257,7 @@ def main(argv=None):
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what 'minutes' means (default wall)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke mode: small model and data, runs in well under a minute")
+    p.add_argument("--note", default="", help="free text stored in the JSON (conditions of the run)")
     p.add_argument("--out", type=Path, help="output folder (default bench/results; --quick: a temporary folder)")
     args = p.parse_args(argv)
     if args.quick: warnings.filterwarnings("ignore", message="FID from .* strongly biased")  # tiny n is the point here
@@ -258,7 +265,7 @@ def main(argv=None):
     kw = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
     out = args.out or (Path(tempfile.mkdtemp(prefix="quality_vs_time-")) if args.quick else RESULTS)
     result = run(**kw, points=args.points, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE,
-                 seed=args.seed, on_point=lambda partial: save(partial, out))  # a long run keeps what it has measured
+                 seed=args.seed, note=args.note, on_point=lambda partial: save(partial, out))  # a long run keeps what it has measured
     js, png = save(result, out)
     print(f"total {result['total_wall_minutes']:.1f} min wall; load average start {result['load_avg']['start']}, "
           f"end {result['load_avg']['end']}\nwrote {js} and {png}")
