@@ -5,7 +5,8 @@ and learning rate. The plain loop does, per step: noise, randint timesteps, add_
 zero_grad, loss.item(). The trainer is `Learner(model, make_dataloader(...), DiffusionLoss(scheduler))` with its
 defaults (mixed precision on CUDA, none on CPU; progress bar off to keep the output readable). The two run in
 alternating blocks (ABBA order) so that load changes on a shared machine affect both alike. The ratio is trainer
-images/s over plain images/s: 1.0 means no overhead.
+images/s over plain images/s: 1.0 means no overhead. On a CPU it is also given by process CPU time, which a
+busy shared machine disturbs much less than wall time (with OMP_NUM_THREADS=1 it is the compute time).
 
 Usage: python bench/train_throughput.py [--rounds 4] [--block 8] [--batch-size 64] [--device cpu]
 Writes bench/results/train_throughput.json.
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import time
 from copy import deepcopy
@@ -73,11 +75,11 @@ class PlainLoop:
             self.losses.append(loss.item())
 
 
-def timed(fn, device):
+def timed(fn, device)->tuple: # (wall seconds, process CPU seconds)
     if device.type == "cuda": torch.cuda.synchronize()
-    t0 = time.perf_counter(); fn()
+    t0, c0 = time.perf_counter(), time.process_time(); fn()
     if device.type == "cuda": torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(rounds=4, block=8, batch_size=64, n_images=4096, widths=(16, 32, 64), lr=1e-3, device=None):
@@ -92,28 +94,33 @@ def main(rounds=4, block=8, batch_size=64, n_images=4096, widths=(16, 32, 64), l
         with contextlib.redirect_stdout(io.StringIO()): learner.fit(steps=learner.step + block)  # fit prints a summary line
     runs = {"plain": lambda: plain.run(block), "trainer": trainer_block}
     for fn in runs.values(): fn()  # warm-up block, not timed
-    times = {k: [] for k in runs}
+    times, cpu_times = {k: [] for k in runs}, {k: [] for k in runs}
     for r in range(rounds):
-        for k in (("plain", "trainer") if r % 2 == 0 else ("trainer", "plain")): times[k].append(timed(runs[k], device))
-    ips = {k: rounds * block * batch_size / sum(v) for k, v in times.items()}
+        for k in (("plain", "trainer") if r % 2 == 0 else ("trainer", "plain")):
+            wall, cpu = timed(runs[k], device); times[k].append(wall); cpu_times[k].append(cpu)
+    n = rounds * block * batch_size
+    ips = {k: n / sum(v) for k, v in times.items()}
+    ips_cpu = {k: n / sum(v) for k, v in cpu_times.items()}
     learner._flush()
     return {"device": str(device), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
             "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "model": f"UNet2DModel block_out_channels={tuple(widths)}, layers_per_block=1, 32 px",
             "params": sum(p.numel() for p in model.parameters()), "batch_size": batch_size, "rounds": rounds, "steps_per_block": block,
-            "trainer_mixed_precision": str(learner.amp_dtype), "block_seconds": times, "images_per_s": ips,
-            "ratio_trainer_over_plain": ips["trainer"] / ips["plain"],
+            "trainer_mixed_precision": str(learner.amp_dtype), "block_seconds": times, "block_cpu_seconds": cpu_times,
+            "images_per_s": ips, "images_per_cpu_s": ips_cpu, "ratio_trainer_over_plain": ips["trainer"] / ips["plain"],
+            "ratio_by_cpu_time": ips_cpu["trainer"] / ips_cpu["plain"], "load_average": os.getloadavg(),
             "last_loss": {"plain": float(np.mean(plain.losses[-block:])), "trainer": float(np.mean(learner.history["loss"][-block:]))}}
 
 
 def report(res):
     print(f"{res['model']}, {res['params']:,} parameters, batch {res['batch_size']}, on {res['gpu'] or res['device']} "
           f"({res['torch_threads']} threads); {res['rounds']} rounds of {res['steps_per_block']} steps each, ABBA order")
-    print(f"{'loop':<10}{'images/s':>10}{'s/block (each round)':>44}{'last loss':>11}")
+    print(f"{'loop':<10}{'images/s':>10}{'images/CPU-s':>14}  {'wall s per block (each round)':<40}{'last loss':>10}")
     for k in ("plain", "trainer"):
         blocks = " ".join(f"{t:5.2f}" for t in res["block_seconds"][k])
-        print(f"{k:<10}{res['images_per_s'][k]:>10.1f}{blocks:>44}{res['last_loss'][k]:>11.4f}")
-    print(f"trainer / plain throughput: {res['ratio_trainer_over_plain']:.3f}x (trainer mixed precision: {res['trainer_mixed_precision']})")
+        print(f"{k:<10}{res['images_per_s'][k]:>10.1f}{res['images_per_cpu_s'][k]:>14.1f}  {blocks:<40}{res['last_loss'][k]:>10.4f}")
+    print(f"trainer / plain throughput: {res['ratio_trainer_over_plain']:.3f}x by wall time, {res['ratio_by_cpu_time']:.3f}x by "
+          f"process CPU time (trainer mixed precision: {res['trainer_mixed_precision']}; load average {res['load_average'][0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 Forward + backward images per second at batch 64 on random images (class-conditioned, 10 classes), at 28 and 32 px,
 for two size classes. Models are timed in interleaved rounds (ABAB...), and the median round is reported, so load
-changes on a shared machine affect both alike. The ratio is SmallUNet images/s over UNet2DModel images/s.
+changes on a shared machine affect both alike; process CPU time is reported too, as it is steadier under load.
+The ratio is SmallUNet images/s over UNet2DModel images/s.
 
 Usage: python bench/unet_speed.py [--rounds 3] [--steps 2] [--batch-size 64]
 Writes bench/results/unet_speed.json.
 """
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -51,15 +53,18 @@ def measure(rounds=3, steps=2, batch_size=64):
         for size in (28, 32):
             steps_fns = {k: step_fn(m, size, batch_size) for k, m in models.items()}
             for f in steps_fns.values(): f()  # warm-up
-            times = {k: [] for k in models}
+            times, cpu = {k: [] for k in models}, {k: [] for k in models}
             for _ in range(rounds):
                 for k, f in steps_fns.items():
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     for _ in range(steps): f()
-                    times[k].append((time.perf_counter() - t0) / steps)
+                    times[k].append((time.perf_counter() - t0) / steps); cpu[k].append((time.process_time() - c0) / steps)
             ips = {k: batch_size / statistics.median(v) for k, v in times.items()}
+            ips_cpu = {k: batch_size / statistics.median(v) for k, v in cpu.items()}
             rows.append({"pair": name, "size": size, "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()},
-                         "images_per_s": ips, "ratio": ips["SmallUNet"] / ips["UNet2DModel"], "seconds_per_step": times})
+                         "images_per_s": ips, "images_per_cpu_s": ips_cpu, "ratio": ips["SmallUNet"] / ips["UNet2DModel"],
+                         "ratio_by_cpu_time": ips_cpu["SmallUNet"] / ips_cpu["UNet2DModel"], "seconds_per_step": times,
+                         "cpu_seconds_per_step": cpu})
     return rows
 
 
@@ -70,11 +75,15 @@ if __name__ == "__main__":
     a = p.parse_args()
     rows = measure(a.rounds, a.steps, a.batch_size)
     print(f"forward+backward, batch {a.batch_size}, {torch.get_num_threads()} CPU thread(s), median of {a.rounds} rounds")
-    print(f"{'size class':<15}{'px':>4}{'SmallUNet params':>18}{'img/s':>8}{'UNet2DModel params':>20}{'img/s':>8}{'ratio':>7}")
+    print("img/s: by wall time; img/CPU-s: by process CPU time (steadier on a busy machine); ratio: SmallUNet / UNet2DModel")
+    print(f"{'size class':<15}{'px':>4}{'SmallUNet params':>18}{'img/s':>7}{'img/CPU-s':>10}{'UNet2DModel params':>20}"
+          f"{'img/s':>7}{'img/CPU-s':>10}{'ratio':>7}{'(CPU)':>7}")
     for r in rows:
-        print(f"{r['pair']:<15}{r['size']:>4}{r['params']['SmallUNet']:>18,}{r['images_per_s']['SmallUNet']:>8.1f}"
-              f"{r['params']['UNet2DModel']:>20,}{r['images_per_s']['UNet2DModel']:>8.1f}{r['ratio']:>7.2f}")
+        print(f"{r['pair']:<15}{r['size']:>4}{r['params']['SmallUNet']:>18,}{r['images_per_s']['SmallUNet']:>7.1f}"
+              f"{r['images_per_cpu_s']['SmallUNet']:>10.1f}{r['params']['UNet2DModel']:>20,}{r['images_per_s']['UNet2DModel']:>7.1f}"
+              f"{r['images_per_cpu_s']['UNet2DModel']:>10.1f}{r['ratio']:>7.2f}{r['ratio_by_cpu_time']:>7.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"batch_size": a.batch_size, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                   "load_average": os.getloadavg(),
                                    "rounds": a.rounds, "rows": rows}, indent=1) + "\n")
     print(f"wrote {RESULTS}")

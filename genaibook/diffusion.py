@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'signal_noise', 'diffusion_target', 'pred_to_x0', 'pred_to_eps', 'convert_prediction', 'snr',
-           'min_snr_weight', 'class_conditional', 'model_output', 'drop_labels', 'DiffusionLoss', 'SampleGrid']
+           'min_snr_weight', 'class_conditional', 'model_output', 'drop_labels', 'DiffusionLoss', 'ObjectiveAdapter',
+           'SampleGrid']
 
-# %% ../nbs/lib/17_diffusion.ipynb #629fa989
+# %% ../nbs/lib/17_diffusion.ipynb #ef266a74
 import warnings
 from copy import deepcopy
 
@@ -14,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# %% ../nbs/lib/17_diffusion.ipynb #ba6cac12
+from .sampling import sample
+
+# %% ../nbs/lib/17_diffusion.ipynb #1a30b0c8
 OBJECTIVES = ("epsilon", "sample", "v_prediction")
 
 def _check_objective(objective:str)->str:
@@ -34,7 +37,7 @@ def signal_noise(scheduler, # Has `alphas_cumprod` (diffusers' DDPM-family sched
     if abar.ndim == 1: abar = abar.reshape(-1, *[1] * (like.ndim - 1))
     return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
 
-# %% ../nbs/lib/17_diffusion.ipynb #6a6d3f61
+# %% ../nbs/lib/17_diffusion.ipynb #3edc3815
 def diffusion_target(scheduler, # Has `alphas_cumprod`
                      x0:torch.Tensor, # [B, C, H, W] clean images
                      noise:torch.Tensor, # [B, C, H, W] the noise that was added
@@ -65,7 +68,7 @@ def pred_to_eps(scheduler, pred:torch.Tensor, x_t:torch.Tensor, t, objective:str
     if objective == "sample": return (x_t - a * pred) / s
     return s * x_t + a * pred
 
-# %% ../nbs/lib/17_diffusion.ipynb #80cec07a
+# %% ../nbs/lib/17_diffusion.ipynb #5eb12750
 def convert_prediction(scheduler, pred:torch.Tensor, # The model's output
                        x_t:torch.Tensor, # The noisy input it saw
                        t, # Timesteps
@@ -77,7 +80,7 @@ def convert_prediction(scheduler, pred:torch.Tensor, # The model's output
     x0, eps = pred_to_x0(scheduler, pred, x_t, t, source), pred_to_eps(scheduler, pred, x_t, t, source)
     return diffusion_target(scheduler, x0, eps, t, target)
 
-# %% ../nbs/lib/17_diffusion.ipynb #8c85cf62
+# %% ../nbs/lib/17_diffusion.ipynb #3c76653d
 def snr(scheduler, t)->torch.Tensor:
     "Signal-to-noise ratio `alphas_cumprod[t] / (1 - alphas_cumprod[t])` at timesteps `t`."
     t = torch.as_tensor(t)
@@ -94,7 +97,7 @@ def min_snr_weight(snr:torch.Tensor, # [B] signal-to-noise ratios
     if objective == "sample": return capped
     return capped / (snr + 1)
 
-# %% ../nbs/lib/17_diffusion.ipynb #1a5744ee
+# %% ../nbs/lib/17_diffusion.ipynb #5353aac0
 def class_conditional(model:nn.Module)->bool:
     "Whether `model` takes class labels: a `SmallUNet` with `num_classes`, or a diffusers model with `num_class_embeds`."
     if getattr(model, "num_classes", None) is not None: return True
@@ -115,7 +118,7 @@ def drop_labels(labels:torch.Tensor, # [B] integer labels
     drop = torch.rand(labels.shape, device=labels.device) < p
     return torch.where(drop, torch.full_like(labels, null_class), labels)
 
-# %% ../nbs/lib/17_diffusion.ipynb #54f36042
+# %% ../nbs/lib/17_diffusion.ipynb #77dbedf2
 def _unpack(batch, image_key:str, label_key:str|None)->tuple:
     "(images, labels or None) from a dict, an (images, labels) tuple or an image tensor."
     if isinstance(batch, dict):
@@ -137,7 +140,7 @@ def _null_class(model, null_class):
                          f"give the model one more embedding than there are classes and use the last index")
     return null
 
-# %% ../nbs/lib/17_diffusion.ipynb #81ab8205
+# %% ../nbs/lib/17_diffusion.ipynb #0b99664f
 class DiffusionLoss:
     "The denoising loss for `Learner`: noise the images, predict the objective's target, mean squared error."
     def __init__(self, scheduler, # Has `config.num_train_timesteps`, `alphas_cumprod` and `add_noise` (diffusers or genaibook.schedulers)
@@ -191,29 +194,25 @@ class DiffusionLoss:
         return (f"DiffusionLoss(objective={self.objective!r}, class_dropout={self.class_dropout}, "
                 f"loss_weighting={self.loss_weighting!r}, scheduler={type(self.scheduler).__name__})")
 
-# %% ../nbs/lib/17_diffusion.ipynb #e14d28a1
-def _guided(model, x, t, labels, guidance_scale:float, null_class)->torch.Tensor:
-    "The model's prediction, with classifier-free guidance when `guidance_scale != 1`."
-    if labels is None or guidance_scale == 1: return model_output(model, x, t, labels)
-    both = model_output(model, torch.cat([x, x]), t, torch.cat([torch.full_like(labels, null_class), labels]))
-    uncond, cond = both.chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+# %% ../nbs/lib/17_diffusion.ipynb #b5088a8d
+class ObjectiveAdapter(nn.Module):
+    "Wrap a model that predicts `source` so that it returns `target` (default: the scheduler's `prediction_type`)."
+    def __init__(self, model:nn.Module, # Called as model(x, t[, class_labels=...])
+                 scheduler, # A DDPM-family scheduler (has `alphas_cumprod`)
+                 source:str, # The objective the model was trained on
+                 target:str|None=None, # The objective wanted; None: `scheduler.config.prediction_type`
+                ):
+        super().__init__()
+        self.model, self.scheduler, self.source = model, scheduler, _check_objective(source)
+        self.target = _check_objective(target or getattr(scheduler.config, "prediction_type", "epsilon"))
+        self.config = getattr(model, "config", None)
+        self.training = getattr(model, "training", False)  # so samplers that restore the mode restore the model's
 
-@torch.no_grad()
-def _sample_loop(model, scheduler, shape:tuple, steps:int, objective:str="epsilon", labels=None,
-                 guidance_scale:float=1.0, null_class=None, generator=None, device="cpu")->torch.Tensor:
-    "Minimal sampler: start from noise and step `scheduler` through `steps` timesteps; returns [-1, 1]-range images."
-    sched = deepcopy(scheduler)
-    sched.set_timesteps(steps)
-    wanted = getattr(sched.config, "prediction_type", "epsilon")
-    x = torch.randn(shape, generator=generator, device=device) * getattr(sched, "init_noise_sigma", 1.0)
-    for t in sched.timesteps:
-        inp = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
-        pred = convert_prediction(sched, _guided(model, inp, t, labels, guidance_scale, null_class), x, t, objective, wanted)
-        x = sched.step(pred, t, x, generator=generator).prev_sample
-    return x
+    def forward(self, x:torch.Tensor, t, class_labels=None)->torch.Tensor:
+        out = model_output(self.model, x, t, class_labels)
+        return convert_prediction(self.scheduler, out, x, t, self.source, self.target)
 
-# %% ../nbs/lib/17_diffusion.ipynb #cb289e91
+# %% ../nbs/lib/17_diffusion.ipynb #561b58b8
 def _image_shape(model, shape, loss_fn=None)->tuple:
     "(C, H, W) of the samples: `shape`, else the model's config (`in_channels`, `sample_size`), else the last training batch's."
     if shape is not None: return tuple(shape)
@@ -230,7 +229,7 @@ def _grid_rows(grids:list, max_rows:int=6):
     grids = grids[-max_rows:]
     return [make_grid(ims, nrow=len(ims), padding=1, pad_value=1.0) for _, ims in grids], [f"step {s}" for s, _ in grids]
 
-# %% ../nbs/lib/17_diffusion.ipynb #cd05f3cb
+# %% ../nbs/lib/17_diffusion.ipynb #ee5e1aec
 class SampleGrid:
     "Learner callback: every `every` steps and at the end, sample a fixed-noise grid into `learner.sample_grids`."
     def __init__(self, every:int=500, # Sample every this many steps (and after the last one)
@@ -258,7 +257,7 @@ class SampleGrid:
         if not learner.sample_grids or learner.sample_grids[-1][0] != learner.step: self.sample(learner)
         if self.show: self.plot(learner)
 
-# %% ../nbs/lib/17_diffusion.ipynb #37d38a57
+# %% ../nbs/lib/17_diffusion.ipynb #c5acdd86
 def _grid_labels(self:SampleGrid, model, device):
     if not class_conditional(model): return None
     if self.class_labels is not None: return torch.as_tensor(self.class_labels, device=device).long()
@@ -273,14 +272,12 @@ def _sample_grid(self:SampleGrid, learner)->torch.Tensor:
     if scheduler is None: raise ValueError("SampleGrid needs a scheduler: pass scheduler=, or train with a DiffusionLoss")
     labels, device = _grid_labels(self, model, learner.device), learner.device
     null = _null_class(model, getattr(loss_fn, "null_class", None)) if labels is not None and self.guidance_scale != 1 else None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            gen = torch.Generator(device).manual_seed(self.seed)
-            x = _sample_loop(model, scheduler, (self.n, *_image_shape(model, self.shape, loss_fn)), self.steps,
-                             getattr(loss_fn, "objective", "epsilon"), labels, self.guidance_scale, null, gen, device)
-    finally: model.train(was_training)
+    objective = getattr(loss_fn, "objective", "epsilon")
+    if objective != getattr(scheduler.config, "prediction_type", "epsilon"): model = ObjectiveAdapter(model, scheduler, objective)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):  # leave training's RNG alone
+        x = sample(model, deepcopy(scheduler), (self.n, *_image_shape(model, self.shape, loss_fn)), num_inference_steps=self.steps,
+                   class_labels=labels, guidance_scale=self.guidance_scale, uncond_label=null,
+                   generator=torch.Generator(device).manual_seed(self.seed), device=device, progress=False)
     images = (x.float().clamp(-1, 1) + 1).cpu() / 2
     learner.sample_grids = getattr(learner, "sample_grids", []) + [(learner.step, images)]
     return images

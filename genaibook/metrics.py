@@ -7,7 +7,7 @@ __all__ = ['FASHION_CLASSES', 'load_fashion_mnist_tensors', 'prepare_images', 'F
            'predict_classes', 'class_accuracy', 'train_fashion_classifier', 'classifier_weights_path',
            'save_classifier', 'fashion_classifier', 'FID', 'fid']
 
-# %% ../nbs/lib/13_metrics.ipynb #66cc11a6
+# %% ../nbs/lib/13_metrics.ipynb #c673adde
 import time
 import warnings
 from functools import lru_cache
@@ -21,14 +21,17 @@ from torch import nn
 
 from .core import get_device, set_seed
 
-# %% ../nbs/lib/13_metrics.ipynb #692ffc13
+# %% ../nbs/lib/13_metrics.ipynb #fec33130
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 @lru_cache(maxsize=4)
 def _decoded_split(split:str, n:int|None)->tuple[torch.Tensor, torch.Tensor]:
-    from datasets import load_dataset
-    ds = load_dataset("zalando-datasets/fashion_mnist", split=split)
+    import datasets
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity_error()  # offline, every load warns that it uses the cached copy
+    try: ds = datasets.load_dataset("zalando-datasets/fashion_mnist", split=split)
+    finally: datasets.logging.set_verbosity(level)
     if n is not None: ds = ds.select(range(min(n, len(ds))))
     ds = ds.with_format("torch")
     images = ds["image"][:].reshape(-1, 1, 28, 28).to(torch.uint8)
@@ -47,7 +50,7 @@ def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "
     images = images.float() / 255 if dtype == "float" else images.clone()
     return images, labels.clone()
 
-# %% ../nbs/lib/13_metrics.ipynb #f9c883c3
+# %% ../nbs/lib/13_metrics.ipynb #31d35e47
 def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
                    tol:float=1e-2, # How far outside [0, 1] float values may stray (then they are clamped)
                   )->torch.Tensor: # float32 [N, 1, 28, 28] in [0, 1]
@@ -73,7 +76,7 @@ def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1],
         images = images.clamp(0, 1)
     return images[..., 2:-2, 2:-2] if shape[-1] == 32 else images
 
-# %% ../nbs/lib/13_metrics.ipynb #77bb33e3
+# %% ../nbs/lib/13_metrics.ipynb #14c71e1a
 def _conv(c_in, c_out): return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 class FashionClassifier(nn.Module):
@@ -97,7 +100,7 @@ class FashionClassifier(nn.Module):
 
     def forward(self, x:torch.Tensor)->torch.Tensor: return self.head(self.features(x))  # [N, n_classes]
 
-# %% ../nbs/lib/13_metrics.ipynb #155894c2
+# %% ../nbs/lib/13_metrics.ipynb #365d2c57
 def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) background
                   generator:torch.Generator|None=None, # Source of randomness, for repeatable runs
                   max_shift:int=2, # Largest shift in pixels, in each direction
@@ -113,13 +116,17 @@ def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) backgro
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [N, 1, W]
     return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols][:, None]
 
-# %% ../nbs/lib/13_metrics.ipynb #cd9730cc
+# %% ../nbs/lib/13_metrics.ipynb #1d9b0bae
+def _check_positive(name, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
 @torch.no_grad()
 def predict_classes(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
                     classifier:nn.Module|None=None, # Defaults to the shipped `fashion_classifier()`
                     batch_size:int=256, # Images per forward pass
                    )->torch.Tensor: # int64 class indices [N], on the CPU
     "The class the classifier picks for each image (see `FASHION_CLASSES` for the names)."
+    _check_positive("batch_size", batch_size)
     classifier = fashion_classifier() if classifier is None else classifier
     device = next(classifier.parameters()).device
     preds = [classifier(prepare_images(images[i:i + batch_size]).to(device)).argmax(1).cpu()
@@ -137,9 +144,23 @@ def class_accuracy(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
     if len(labels) == 0: raise ValueError("class_accuracy needs at least one image")
     return (predict_classes(images, classifier, batch_size) == labels).float().mean().item()
 
-# %% ../nbs/lib/13_metrics.ipynb #989f431f
-def _check_positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
+# %% ../nbs/lib/13_metrics.ipynb #89580ce7
+def _fit(model, x, y, epochs, batch_size, lr, augment, g, device)->list[float]:
+    "AdamW with a one-cycle schedule over uint8 images `x`; `g` drives the shuffling and the augmentation."
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * -(-len(x) // batch_size)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25) if steps >= 10
+             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))  # too few steps for a schedule: constant lr
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            xb = x[idx].float().div(255)
+            xb = (augment_batch(xb, g) if augment else xb).to(device)
+            loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=0.05)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+            losses.append(loss.item())
+    return losses
 
 def train_fashion_classifier(epochs:int=3, # Passes over the training images
                              seed:int=0, # Seeds the initialisation, the shuffling and the augmentation
@@ -156,18 +177,8 @@ def train_fashion_classifier(epochs:int=3, # Passes over the training images
     set_seed(seed); g = torch.Generator().manual_seed(seed)
     x, y = load_fashion_mnist_tensors("train", n=n_train, dtype="uint8")
     model = FashionClassifier().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * -(-len(x) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
-    start, losses = time.perf_counter(), []
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            xb = x[idx].float().div(255)
-            xb = (augment_batch(xb, g) if augment else xb).to(device)
-            loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=0.05)
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-            losses.append(loss.item())
+    start = time.perf_counter()
+    losses = _fit(model, x, y, epochs, batch_size, lr, augment, g, device)
     train_s = time.perf_counter() - start
     model.eval()
     xt, yt = load_fashion_mnist_tensors("test", n=n_test)
@@ -175,12 +186,15 @@ def train_fashion_classifier(epochs:int=3, # Passes over the training images
     return model, dict(test_accuracy=acc, n_test=len(yt), train_seconds=train_s, epochs=epochs, seed=seed,
                        n_train=len(x), losses=losses, threads=torch.get_num_threads(), device=str(device))
 
-# %% ../nbs/lib/13_metrics.ipynb #7ca409ed
+# %% ../nbs/lib/13_metrics.ipynb #f153cf75
 def classifier_weights_path()->Path:
     "Where the shipped classifier weights live inside the installed package."
     return Path(str(files("genaibook"))) / "assets" / "fashion_classifier.safetensors"
 
-def save_classifier(model:FashionClassifier, path=None, **metadata):
+def save_classifier(model:FashionClassifier, # The model whose weights to write
+                    path=None, # Target file; None means the package's asset (`classifier_weights_path()`)
+                    **metadata, # Stored as strings in the file's header (seed, accuracy, ...)
+                   )->Path:
     "Write `model`'s weights as safetensors (default: the package's asset), with `metadata` as strings."
     path = Path(path) if path is not None else classifier_weights_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +216,7 @@ def fashion_classifier(device=None, # Defaults to `get_device()`
     "The shipped Fashion-MNIST classifier, loaded once per device, in eval mode and frozen."
     return _load_classifier(str(torch.device(device) if device is not None else get_device()))
 
-# %% ../nbs/lib/13_metrics.ipynb #2dd7f8af
+# %% ../nbs/lib/13_metrics.ipynb #c568e847
 class _ClassifierFeatures(nn.Module):
     "A classifier's `features` as a torchmetrics feature extractor: images in [0, 1] → [N, num_features]."
     def __init__(self, classifier):
@@ -232,7 +246,7 @@ def _fid_metric(features, classifier, device):
     extractor = _ClassifierFeatures(classifier)
     return FrechetInceptionDistance(feature=extractor, reset_real_features=False).to(device), False
 
-# %% ../nbs/lib/13_metrics.ipynb #4e61ea83
+# %% ../nbs/lib/13_metrics.ipynb #b7adb9ea
 class FID:
     "FID against a fixed real set: real statistics are computed once, then `fid(fake)` for each set of samples."
     def __init__(self,
@@ -242,6 +256,7 @@ class FID:
                  batch_size:int=256, # Images per forward pass
                  device=None, # Defaults to the classifier's device, or `get_device()`
                 ):
+        _check_positive("batch_size", batch_size)
         if classifier is not None and device is None: device = next(classifier.parameters()).device
         self.device = torch.device(device) if device is not None else get_device()
         self.features, self.batch_size = features, batch_size

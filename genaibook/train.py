@@ -6,7 +6,7 @@
 __all__ = ['ResumableSampler', 'make_dataloader', 'to_device', 'EMA', 'make_lr_scheduler', 'atomic_save', 'run_dir', 'Learner',
            'evaluate', 'save_checkpoint', 'load_checkpoint', 'fit', 'summary', 'smooth', 'plot_history']
 
-# %% ../nbs/lib/08_train.ipynb #a86f4bf9
+# %% ../nbs/lib/08_train.ipynb #ada8424b
 import math
 import os
 import random
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .core import get_device, run_mode
 
-# %% ../nbs/lib/08_train.ipynb #399c6ece
+# %% ../nbs/lib/08_train.ipynb #1a15471d
 class ResumableSampler(Sampler):
     "Shuffled (or sequential) indices whose order depends only on `seed` and the epoch, and which can start mid-epoch."
     def __init__(self, n:int, # Number of examples in the dataset
@@ -50,7 +50,7 @@ class ResumableSampler(Sampler):
 
     def __len__(self): return self.n
 
-# %% ../nbs/lib/08_train.ipynb #314fba5a
+# %% ../nbs/lib/08_train.ipynb #c74bf381
 def make_dataloader(dataset, # Anything with `__len__` and `__getitem__`, e.g. a 🤗 dataset with a transform
                     batch_size:int, # Examples per batch
                     shuffle:bool=True, # Shuffle each epoch (with a `ResumableSampler`)
@@ -65,7 +65,7 @@ def make_dataloader(dataset, # Anything with `__len__` and `__getitem__`, e.g. a
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       generator=torch.Generator().manual_seed(seed), **kwargs)
 
-# %% ../nbs/lib/08_train.ipynb #189e6c7d
+# %% ../nbs/lib/08_train.ipynb #5dda42cc
 def to_device(batch, device):
     "Move every tensor in `batch` (possibly nested in dicts, lists, tuples) to `device`."
     if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
@@ -73,7 +73,7 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-# %% ../nbs/lib/08_train.ipynb #32174318
+# %% ../nbs/lib/08_train.ipynb #274df9f5
 class EMA:
     "A frozen copy of `model` whose weights follow an exponential moving average of the live ones."
     def __init__(self, model:nn.Module, # The model being trained
@@ -95,7 +95,7 @@ class EMA:
     def load_state_dict(self, sd):
         self.model.load_state_dict(sd["model"]); self.updates, self.decay = sd["updates"], sd["decay"]
 
-# %% ../nbs/lib/08_train.ipynb #24f70f31
+# %% ../nbs/lib/08_train.ipynb #8992585e
 def _cosine_with_warmup(opt, total_steps:int, warmup:float=0.05):
     w = max(1, int(total_steps * warmup))
     def factor(step):
@@ -116,7 +116,7 @@ def make_lr_scheduler(schedule, # "constant", "cosine", "onecycle", or a callabl
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps)
     raise ValueError(f"Unknown lr_schedule {schedule!r}: use 'constant', 'cosine', 'onecycle' or a function")
 
-# %% ../nbs/lib/08_train.ipynb #2ccc7b0e
+# %% ../nbs/lib/08_train.ipynb #a9601194
 def _rng_states()->dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -135,7 +135,7 @@ def atomic_save(obj, path:str|Path):
     finally:
         if tmp.exists(): tmp.unlink()
 
-# %% ../nbs/lib/08_train.ipynb #dbbfe512
+# %% ../nbs/lib/08_train.ipynb #cae2741c
 def run_dir(name:str, # A name for the run, e.g. "ch4-fashion-cpu"
            )->Path:
     "Folder for a training run's checkpoints: `$GENAIBOOK_RUNS/name` (default ~/.cache/genaibook/runs), a temp folder under tests."
@@ -144,7 +144,7 @@ def run_dir(name:str, # A name for the run, e.g. "ch4-fashion-cpu"
     root = Path(os.environ.get("GENAIBOOK_RUNS") or Path.home()/".cache"/"genaibook"/"runs").expanduser()
     return root/name
 
-# %% ../nbs/lib/08_train.ipynb #4e4cfd50
+# %% ../nbs/lib/08_train.ipynb #76eeff26
 def _loss_dict(out)->dict:
     "Normalise a loss function's output to a dict holding 'loss'."
     if isinstance(out, torch.Tensor): return {"loss": out}
@@ -163,7 +163,7 @@ def _autocast_dtype(mixed_precision, device:torch.device):
     if mixed_precision == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mixed_precision == "bf16" else torch.float16
 
-# %% ../nbs/lib/08_train.ipynb #7acc6025
+# %% ../nbs/lib/08_train.ipynb #856ba52d
 class Learner:
     "Train `model` by minimising `loss_fn(model, batch)` over `train_dl`, with history, evaluation and checkpoints."
     def __init__(self, model:nn.Module, # The model to train (moved to `device`)
@@ -204,7 +204,7 @@ class Learner:
         "The EMA copy of the model (None without `ema_decay`)."
         return self.ema.model if self.ema else None
 
-# %% ../nbs/lib/08_train.ipynb #4c2e5559
+# %% ../nbs/lib/08_train.ipynb #1458a30b
 def _train_step(self:Learner, batch)->dict:
     batch = to_device(batch, self.device)
     ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
@@ -236,7 +236,7 @@ def _flush(self:Learner):
 
 Learner._train_step, Learner._flush = _train_step, _flush
 
-# %% ../nbs/lib/08_train.ipynb #579db8f1
+# %% ../nbs/lib/08_train.ipynb #109d38f9
 def _batch_size(batch)->int:
     if isinstance(batch, torch.Tensor): return len(batch)
     if isinstance(batch, dict): return _batch_size(next(iter(batch.values())))
@@ -268,7 +268,7 @@ def evaluate(self:Learner, dl:DataLoader|None=None, # Batches to evaluate; defau
 
 Learner.evaluate = evaluate
 
-# %% ../nbs/lib/08_train.ipynb #4decf05e
+# %% ../nbs/lib/08_train.ipynb #6c687ed2
 def save_checkpoint(self:Learner, path:str|Path|None=None):
     "Write the full training state to `path` (default `ckpt_dir/last.pt`), atomically."
     path = path or self.ckpt_path
@@ -278,7 +278,8 @@ def save_checkpoint(self:Learner, path:str|Path|None=None):
                  "sched": self.sched.state_dict() if self.sched else None, "scaler": self.scaler.state_dict(),
                  "ema": self.ema.state_dict() if self.ema else None, "step": self.step, "epoch": self.epoch,
                  "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps, "history": self.history,
-                 "eval_history": self.eval_history, "elapsed": self.elapsed, "cpu_elapsed": self.cpu_elapsed,
+                 "eval_history": self.eval_history, "elapsed": self.elapsed + self._running()[0],
+                 "cpu_elapsed": self.cpu_elapsed + self._running()[1],
                  "rng": _rng_states()}, path)
 
 def load_checkpoint(self:Learner, path:str|Path|None=None, # Default `ckpt_dir/last.pt`
@@ -303,7 +304,12 @@ def load_checkpoint(self:Learner, path:str|Path|None=None, # Default `ckpt_dir/l
 
 Learner.save_checkpoint, Learner.load_checkpoint = save_checkpoint, load_checkpoint
 
-# %% ../nbs/lib/08_train.ipynb #8f0b5137
+# %% ../nbs/lib/08_train.ipynb #6c78ccbe
+def _running(self:Learner)->tuple[float, float]:
+    "Wall and process-CPU seconds of the `fit` call in progress (0, 0 outside `fit`)."
+    clock = getattr(self, "_clock", None)
+    return (time.perf_counter() - clock[0], time.process_time() - clock[1]) if clock else (0.0, 0.0)
+
 def _epoch_batches(self:Learner, epoch:int, skip:int):
     "An iterator over `epoch`'s batches, starting after the first `skip` of them."
     sampler, bs = getattr(self.train_dl, "sampler", None), self.train_dl.batch_size
@@ -326,9 +332,9 @@ def _callback(self:Learner, name:str):
     for cb in self.callbacks:
         if hasattr(cb, name): getattr(cb, name)(self)
 
-Learner._epoch_batches, Learner._total_steps, Learner._callback = _epoch_batches, _total_steps, _callback
+Learner._running, Learner._epoch_batches, Learner._total_steps, Learner._callback = _running, _epoch_batches, _total_steps, _callback
 
-# %% ../nbs/lib/08_train.ipynb #54b55486
+# %% ../nbs/lib/08_train.ipynb #e203f1a6
 def _run(self:Learner, total:int, bar):
     per_epoch = len(self.train_dl)
     while self.step < total:
@@ -371,6 +377,7 @@ def fit(self:Learner, epochs:float|None=None, # Train for this many epochs in to
     if self.step: print(f"Resuming at step {self.step} of {total} (epoch {self.epoch}).")
     self.model.train(); self._callback("before_fit")
     t0, c0, start = time.perf_counter(), time.process_time(), self.step
+    self._clock = (t0, c0)
     bar = tqdm(total=total, initial=self.step, disable=not self.progress, leave=False, desc="training", unit="step")
     try: self._run(total, bar)
     except KeyboardInterrupt:
@@ -378,14 +385,14 @@ def fit(self:Learner, epochs:float|None=None, # Train for this many epochs in to
         if self.ckpt_path: print(f"Interrupted at step {self.step}. Run fit() again to resume from the last checkpoint.")
         raise
     finally:
-        bar.close(); self.elapsed += time.perf_counter() - t0; self.cpu_elapsed += time.process_time() - c0
+        bar.close(); wall, cpu = self._running(); self.elapsed += wall; self.cpu_elapsed += cpu; self._clock = None
     self._callback("after_fit")
     print(self.summary(start))
     return self
 
 Learner._run, Learner.fit = _run, fit
 
-# %% ../nbs/lib/08_train.ipynb #2c2a82e5
+# %% ../nbs/lib/08_train.ipynb #40f5d45e
 def summary(self:Learner, start:int=0)->str:
     "One line: steps run, time, recent training loss and the last evaluation."
     loss = self.history.get("loss", [])
@@ -397,7 +404,7 @@ def summary(self:Learner, start:int=0)->str:
 
 Learner.summary = summary
 
-# %% ../nbs/lib/08_train.ipynb #f3dfb54e
+# %% ../nbs/lib/08_train.ipynb #f8dd1600
 def smooth(values, window:int=50)->np.ndarray:
     "Running mean of `values` over the last `window` points (shorter at the start)."
     v = np.asarray(values, dtype=float)

@@ -83,7 +83,7 @@ def test_import_is_light_and_device_free():
     assert r.stdout.strip() == "[]", f"genaibook.core imported heavy modules at import time: {r.stdout}"
 
 
-@pytest.mark.parametrize("module", ["core", "viz", "perf", "audio", "course", "offline", "standins", "text", "schedulers", "sampling", "train", "stable_diffusion", "demo"])
+@pytest.mark.parametrize("module", ["core", "viz", "perf", "audio", "course", "offline", "standins", "text", "schedulers", "sampling", "train", "stable_diffusion", "demo", "metrics"])
 def test_every_module_imports_without_a_gpu(module):
     r = _run(f"import genaibook.{module}")
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,9 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from genaibook.diffusion import (OBJECTIVES, DiffusionLoss, SampleGrid, class_conditional, convert_prediction, diffusion_target,
-                                 drop_labels, min_snr_weight, pred_to_eps, pred_to_x0, signal_noise, snr, _sample_loop)
+                                 drop_labels, min_snr_weight, ObjectiveAdapter, pred_to_eps, pred_to_x0, signal_noise, snr)
+from genaibook import schedulers as gb_schedulers
+from genaibook.sampling import sample
 from genaibook.train import Learner, make_dataloader
 from genaibook.unets import SmallUNet
 
@@ -256,16 +258,35 @@ def test_sample_grid_guidance_and_errors(sched):
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler])
-def test_sampling_loop_with_an_oracle(objective, scheduler_cls):
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMScheduler, gb_schedulers.DDPMScheduler])
+def test_objective_adapter_with_an_oracle(objective, scheduler_cls):
     "If every image is the same picture c, the ideal model predicts it exactly; sampling must then return c."
-    sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False)  # expects epsilon: the loop converts
+    sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False, prediction_type="v_prediction")
     c = torch.linspace(-0.8, 0.8, 16).reshape(1, 1, 4, 4)
-    def oracle(x, t):
+    def oracle(x, t):  # the ideal model for `objective`
         a, s = signal_noise(sched, t, x)
         return diffusion_target(sched, c.expand_as(x), (x - a * c) / s, t, objective)
-    out = _sample_loop(oracle, sched, (2, 1, 4, 4), 20, objective, generator=torch.Generator().manual_seed(0))
+    out = sample(ObjectiveAdapter(oracle, sched, objective), sched, (2, 1, 4, 4), num_inference_steps=20,
+                 generator=torch.Generator().manual_seed(0), progress=False)
     torch.testing.assert_close(out, c.expand(2, 1, 4, 4), atol=1e-3, rtol=1e-3)
+
+
+def test_objective_adapter_keeps_the_mode_and_config():
+    model = SmallUNet(widths=(8, 16), sample_size=8).eval()
+    adapter = ObjectiveAdapter(model, DDPMScheduler(), "sample")
+    assert not adapter.training and adapter.target == "epsilon" and adapter.config.sample_size == 8
+    sample(adapter, DDPMScheduler(), 2, num_inference_steps=2, progress=False)
+    assert not model.training  # sample() restored the eval mode it found
+    with pytest.raises(ValueError, match="objective must be one of"): ObjectiveAdapter(model, DDPMScheduler(), "x0")
+
+
+def test_sample_grid_converts_the_objective():
+    "A v-prediction run sampled through an epsilon scheduler: SampleGrid adapts the model, and training is unaffected."
+    learner = make_learner(objective="v_prediction")
+    grid = SampleGrid(n=2, num_inference_steps=2, scheduler=DDPMScheduler(), shape=(1, 8, 8), show=False)
+    learner.callbacks.append(grid)
+    learner.fit(steps=2)
+    assert [s for s, _ in learner.sample_grids] == [2] and learner.model.training
 
 
 def test_modules_import_without_a_gpu_and_stay_light():
@@ -277,3 +298,28 @@ def test_modules_import_without_a_gpu_and_stay_light():
                             __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"heavy modules imported at import time: {r.stdout}"
+
+
+def test_the_recipe_configuration_is_expressible():
+    """The measured CPU recipe: UNet2DModel (16,32,64), v-prediction, cosine betas, one-cycle LR, EMA 0.999, 10% label
+    dropout to null label 10, DDIM with trailing steps and CFG 1.5: all of it through Learner + DiffusionLoss + SampleGrid."""
+    import functools
+    import math
+    sched_kw = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64), layers_per_block=1,
+                        down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=8, num_class_embeds=11)
+    def one_cycle(opt, total):  # 25% linear warm-up, cosine down to 2% of the peak
+        w = int(0.25 * total)
+        f = lambda s: (s + 1) / w if s < w else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1, (s - w) / (total - w))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    ddim = DDIMScheduler(**sched_kw, timestep_spacing="trailing", clip_sample=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the loss and the scheduler agree on the objective: no warning
+        loss_fn = DiffusionLoss(DDPMScheduler(**sched_kw), objective="v_prediction", class_dropout=0.1, null_class=10)
+    learner = Learner(model, make_dataloader(tiny_data(), batch_size=8), loss_fn, lr=3e-3, device="cpu", ema_decay=0.999,
+                      opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0), lr_schedule=one_cycle, progress=False,
+                      callbacks=[SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
+    learner.fit(steps=4)
+    lrs = learner.history["lr"]
+    assert lrs[0] == pytest.approx(3e-3) and len(learner.sample_grids) == 1  # warm-up of one step at this length
+    assert learner.sample_grids[0][1].shape == (4, 1, 8, 8)

@@ -120,6 +120,12 @@ def test_fid_bad_features(real):
     with pytest.raises(ValueError, match="'fashion' or 'inception'"): fid(real[0][:4], real[0][:4], features="clip")
 
 
+@pytest.mark.parametrize("call", [lambda x: predict_classes(x, batch_size=0), lambda x: FID(x, batch_size=2.5),
+                                  lambda x: class_accuracy(x, [0] * len(x), batch_size=-1)])
+def test_bad_batch_size(real, call):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"): call(real[0][:4])
+
+
 def test_inception_without_torch_fidelity(real, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails, as on a machine without it
     with pytest.raises(RuntimeError, match=r"torch-fidelity.*features='fashion'"):
