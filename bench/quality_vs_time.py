@@ -16,6 +16,11 @@ load average are recorded at every point, so the curve can be read in steps too.
 FID from 500 images is biased upwards (the features have 256 dimensions): compare points with each other and with the
 `real vs real` reference (500 training images against the 500 test images), not with published FID values.
 
+On a 2-core machine shared with other jobs, `--threads 1 --clock cpu` measures best: there, 2 threads made a training
+step about twice as slow as 1 thread (OpenMP threads wait for each other when descheduled). The committed results were
+made that way (see their `note`). Each point costs `--n` × `--ddim-steps` UNet evaluations (about 5.5 CPU minutes for
+500 × 50 with the default model), so a few `--points` keep a run short.
+
 Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500] [--threads 2] [--quick]
 Writes bench/results/quality_vs_time.json and quality_vs_time.png (--quick writes to a temporary folder unless --out).
 """
@@ -125,9 +130,10 @@ def sample_images(model, scheduler, n:int, steps:int, seed:int=0, batch:int=250)
 
 class QualityProbe:
     "Learner callback: at each point (training minutes) pause the clock, sample from the EMA model, record the FID."
-    def __init__(self, clock:Clock, points:list, fid:FID, scheduler, n:int, ddim_steps:int, keep:int=8, verbose:bool=True):
+    def __init__(self, clock:Clock, points:list, fid:FID, scheduler, n:int, ddim_steps:int, keep:int=8, verbose:bool=True,
+                 on_point=None): # Called with no arguments after each point (e.g. to save partial results)
         self.clock, self.points, self.fid, self.scheduler = clock, list(points), fid, scheduler
-        self.n, self.ddim_steps, self.keep, self.verbose = n, ddim_steps, keep, verbose
+        self.n, self.ddim_steps, self.keep, self.verbose, self.on_point = n, ddim_steps, keep, verbose, on_point
         self.rows, self.samples = [], []
 
     def before_fit(self, learner): self.clock.start()
@@ -149,6 +155,7 @@ class QualityProbe:
         row["load_avg"] = load_avg()
         self.rows.append(row); self.samples.append(images[:self.keep])
         if self.verbose: print(_row_line(row), flush=True)
+        if self.on_point: self.on_point()
         self.clock.resume()
 
 
@@ -172,8 +179,10 @@ def fid_points(minutes:float, every:float=2, points=None)->list:
 
 
 def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:int=50, clock:str="wall",
-        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True)->dict:
-    "Train `cfg` for `minutes`, measuring FID at `points` (default every `every` minutes); returns rows, reference, settings."
+        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True, on_point=None,
+        note:str="")->dict:
+    """Train `cfg` for `minutes`, measuring FID at `points` (default every `every` minutes); returns rows, reference, settings.
+    `on_point(result)` is called with the results so far (`complete` False) after each point."""
     points = fid_points(minutes, every, points)
     if n < 2: raise ValueError(f"FID needs at least 2 images, got n={n}")
     torch.set_num_threads(threads)
@@ -185,23 +194,26 @@ def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:in
     train_sched = diffusers.DDPMScheduler(beta_schedule=cfg["beta_schedule"], prediction_type=cfg["objective"])
     ddim = diffusers.DDIMScheduler.from_config(train_sched.config)
     clk = Clock(clock, threads)
-    probe = QualityProbe(clk, points, fid, ddim, n, ddim_steps, verbose=verbose)
+    probe = QualityProbe(clk, points, fid, ddim, n, ddim_steps, verbose=verbose,
+                         on_point=lambda: on_point(results(complete=False)) if on_point else None)
     dl = make_dataloader(Images(pad32(train_x)), cfg["batch_size"], seed=seed, drop_last=True)
     learner = Learner(fashion_unet(cfg, seed), dl, DiffusionLoss(train_sched, objective=cfg["objective"]), lr=cfg["lr"],
                       callbacks=[probe], ema_decay=cfg["ema_decay"], lr_schedule=time_cosine(clk, minutes * 60, cfg["warmup"]),
                       device="cpu", mixed_precision=None, log_every=1, progress=False)
-    if verbose: print(f"reference FID (n={n} train vs n test images): {reference:.2f}\n{header(clock)}", flush=True)
-    try: learner.fit(steps=10**9)
-    except TimeUp: pass
     settings = dict(minutes=minutes, points=points, n=n, threads=threads, torch_threads=torch.get_num_threads(),
                     ddim_steps=ddim_steps, clock=clock, seed=seed, recipe={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                     unet_params=sum(p.numel() for p in learner.model.parameters()), n_train_images=len(train_x),
                     fid_features="fashion", torch=torch.__version__, diffusers=diffusers.__version__,
                     machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                     omp_num_threads=os.environ.get("OMP_NUM_THREADS"), clock_meaning=CLOCKS[clock].format(threads=threads))
-    return {"settings": settings, "reference_fid_real_vs_real": reference, "rows": probe.rows,
-            "load_avg": {"start": load_start, "end": load_avg()}, "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
-            "samples": torch.stack(probe.samples) if probe.samples else None}
+    def results(complete:bool)->dict:
+        return {"settings": settings, "note": note, "complete": complete, "reference_fid_real_vs_real": reference, "rows": probe.rows,
+                "load_avg": {"start": load_start, "end": load_avg()}, "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
+                "samples": torch.stack(probe.samples) if probe.samples else None}
+    if verbose: print(f"reference FID (n={n} train vs n test images): {reference:.2f}\n{header(clock)}", flush=True)
+    try: learner.fit(steps=10**9)
+    except TimeUp: pass
+    return results(complete=True)
 
 
 def plot(result:dict, path:Path):
@@ -245,13 +257,15 @@ def main(argv=None):
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what 'minutes' means (default wall)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke mode: small model and data, runs in well under a minute")
+    p.add_argument("--note", default="", help="free text stored in the JSON (conditions of the run)")
     p.add_argument("--out", type=Path, help="output folder (default bench/results; --quick: a temporary folder)")
     args = p.parse_args(argv)
     if args.quick: warnings.filterwarnings("ignore", message="FID from .* strongly biased")  # tiny n is the point here
     defaults = QUICK_ARGS if args.quick else dict(minutes=14, every=2, n=500, ddim_steps=50)
     kw = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
-    result = run(**kw, points=args.points, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE, seed=args.seed)
     out = args.out or (Path(tempfile.mkdtemp(prefix="quality_vs_time-")) if args.quick else RESULTS)
+    result = run(**kw, points=args.points, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE,
+                 seed=args.seed, note=args.note, on_point=lambda partial: save(partial, out))  # a long run keeps what it has measured
     js, png = save(result, out)
     print(f"total {result['total_wall_minutes']:.1f} min wall; load average start {result['load_avg']['start']}, "
           f"end {result['load_avg']['end']}\nwrote {js} and {png}")

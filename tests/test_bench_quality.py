@@ -22,11 +22,12 @@ def test_quick_run_writes_table_json_and_png(tmp_path, capsys):
     data = json.loads((tmp_path/"quality_vs_time.json").read_text())
     assert (tmp_path/"quality_vs_time.png").stat().st_size > 1000
     rows = data["rows"]
+    assert data["complete"] is True
     assert len(rows) == 2 and data["settings"]["n"] == 8 and data["settings"]["recipe"]["n_train"] == 256
     for key in ("minutes", "steps", "loss", "fid", "sampling_s", "cpu_minutes_per_thread", "load_avg"): assert key in rows[0]
     assert rows[0]["minutes"] >= 0.01 and rows[1]["minutes"] >= 0.02  # points are reached, never early
     assert 0 < rows[0]["steps"] < rows[1]["steps"] and all(math.isfinite(r["loss"]) and r["fid"] >= 0 for r in rows)
-    assert rows[1]["lr"] < rows[0]["lr"] <= qvt.QUICK["lr"]  # the time-indexed cosine decays
+    assert all(0 < r["lr"] <= qvt.QUICK["lr"] for r in rows)  # the schedule itself: test_time_cosine_follows_the_time_budget
     assert result["samples"].shape == (2, 8, 1, 32, 32) and 0 <= result["samples"].min() <= result["samples"].max() <= 1
     # evaluation time does not count as training time
     assert data["total_wall_minutes"] > rows[1]["wall_minutes"]
