@@ -14,7 +14,7 @@ every scale), and reports:
 A first row scores `--per-class` real test images of each class the same way: the judge's own ceiling.
 
 Usage: OMP_NUM_THREADS=2 python bench/class_accuracy.py [--run ch5-cpu] [--per-class 20] [--steps 25]
-       [--scales 1,2,3] [--train]
+       [--scales 1,2,3,5] [--spacing leading] [--train]
 Writes bench/results/class_accuracy.json.
 """
 import argparse
@@ -37,11 +37,11 @@ from genaibook.train import run_dir
 RESULTS = Path(__file__).resolve().parent / "results" / "class_accuracy.json"
 
 # The notebook's CPU setting (keep in step with the recipe cell of nbs/05_stable_diffusion.ipynb).
-CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=28, block_out_channels=(16, 32, 64), layers_per_block=1,
+CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=32, block_out_channels=(16, 32, 64), layers_per_block=1,
                 norm_num_groups=8, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
                 num_class_embeds=11)
-CPU = dict(batch_size=64, lr=3e-3, weight_decay=0.0, lr_schedule="cosine", warmup=0.25, objective="v_prediction",
-           beta_schedule="squaredcos_cap_v2", ema_decay=0.999, steps=1870, class_dropout=0.1)
+CPU = dict(batch_size=64, lr=3e-3, lr_schedule="onecycle", objective="v_prediction", beta_schedule="squaredcos_cap_v2",
+           ema_decay=0.999, steps=1200, class_dropout=0.1)
 NULL_CLASS = 10
 
 
@@ -52,7 +52,8 @@ def train(folder: Path, device) -> None:
 
     from genaibook.diffusion import DiffusionLoss
     from genaibook.train import Learner, make_dataloader
-    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Pad(2),
+                                     transforms.Normalize([0.5], [0.5])])
     def transform(examples):
         return {"images": [preprocess(im) for im in examples["image"]], "labels": examples["label"]}
     data = load_dataset("zalando-datasets/fashion_mnist", split="train").with_transform(transform)
@@ -60,8 +61,8 @@ def train(folder: Path, device) -> None:
     set_seed(0)
     learn = Learner(UNet2DModel(**CPU_UNET), make_dataloader(data, batch_size=CPU["batch_size"], seed=0),
                     DiffusionLoss(scheduler, CPU["objective"], class_dropout=CPU["class_dropout"], null_class=NULL_CLASS),
-                    lr=CPU["lr"], opt_func=partial(torch.optim.AdamW, weight_decay=CPU["weight_decay"]),
-                    lr_schedule=CPU["lr_schedule"], warmup=CPU["warmup"], ema_decay=CPU["ema_decay"], device=device,
+                    lr=CPU["lr"], opt_func=partial(torch.optim.AdamW, eps=1e-5), lr_schedule=CPU["lr_schedule"],
+                    ema_decay=CPU["ema_decay"], device=device,
                     ckpt_dir=folder, ckpt_every=250)
     learn.fit(steps=CPU["steps"])
     save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
@@ -92,9 +93,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", default="ch5-cpu", help="run_dir name the notebook trained into")
     p.add_argument("--per-class", type=int, default=20); p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--scales", default="1,2,3"); p.add_argument("--n-ref", type=int, default=5000)
+    p.add_argument("--scales", default="1,2,3,5"); p.add_argument("--n-ref", type=int, default=5000)
     p.add_argument("--seed", type=int, default=2); p.add_argument("--train", action="store_true")
     p.add_argument("--device", default=None)
+    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"], help="DDIM timestep spacing")
     args = p.parse_args()
     device = torch.device(args.device) if args.device else get_device()
     folder = run_dir(args.run)
@@ -104,7 +106,8 @@ def main():
                                             "(CPU setting) first, or pass --train")
         train(folder, device)
     model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
-    ddim = DDIMScheduler.from_pretrained(model_dir, timestep_spacing="trailing")
+    # As the notebook samples: clip_sample=False (clipping x̂0 with guidance ruins the samples; see the notebook)
+    ddim = DDIMScheduler.from_pretrained(model_dir, clip_sample=False, timestep_spacing=args.spacing)
     null_class = model.config.num_class_embeds - 1
     shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
 
@@ -129,7 +132,7 @@ def main():
         secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
         print(f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   {worst} ({r['per_class'][worst]:.0%})")
     meta = {"run": args.run, "model_dir": str(model_dir), **training_info(folder), "per_class": args.per_class,
-            "ddim_steps": args.steps, "n_ref": args.n_ref, "seed": args.seed, "device": str(device),
+            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": False, "n_ref": args.n_ref, "seed": args.seed, "device": str(device),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "torch": torch.__version__,
             "diffusers": diffusers.__version__, "machine": platform.processor() or platform.machine(),
             "unet_params": sum(q.numel() for q in model.parameters()), "unet_config": dict(model.config)}
