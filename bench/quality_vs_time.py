@@ -18,7 +18,7 @@ FID from 500 images is biased upwards (the features have 256 dimensions): compar
 
 On a 2-core machine shared with other jobs, `--threads 1 --clock cpu` measures best: there, 2 threads made a training
 step about twice as slow as 1 thread (OpenMP threads wait for each other when descheduled). The committed results were
-made that way (see their `note`). Each point costs `--n` × `--ddim-steps` UNet evaluations (about 5.5 CPU minutes for
+made that way (see their `note`). Each point costs `--n` × `--ddim-steps` UNet evaluations (about 3 CPU minutes for
 500 × 50 with the default model), so a few `--points` keep a run short.
 
 Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500] [--threads 2] [--quick]
