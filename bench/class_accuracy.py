@@ -132,7 +132,8 @@ def main():
         secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
         print(f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   {worst} ({r['per_class'][worst]:.0%})")
     meta = {"run": args.run, "model_dir": str(model_dir), **training_info(folder), "per_class": args.per_class,
-            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": False, "n_ref": args.n_ref, "seed": args.seed, "device": str(device),
+            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": False, "n_ref": args.n_ref,
+            "seed": args.seed, "device": str(device),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "torch": torch.__version__,
             "diffusers": diffusers.__version__, "machine": platform.processor() or platform.machine(),
             "unet_params": sum(q.numel() for q in model.parameters()), "unet_config": dict(model.config)}
