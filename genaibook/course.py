@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .core import RUN_MODES
+
+
 # %% ../nbs/lib/04_course.ipynb #547bb0fb
 def find_notebooks(nbs_path:str|Path="nbs", # Folder of the course's notebooks
                    only:list[str]|None=None, # Keep notebooks whose path (relative, without .ipynb) contains one of these
@@ -52,7 +55,7 @@ class NotebookRun:
 
 def run_notebook(path:Path, # Notebook to run
                  dest:Path|None=None, # Where to write the executed copy (None: don't write)
-                 mode:str="cpu", # GENAIBOOK_MODE for the kernel: tiny, cpu or full
+                 mode:str="cpu", # GENAIBOOK_MODE for the kernel: book, cpu or tiny
                  skip_flags:set[str]=frozenset({"gpu", "notest"}), # Cell directives to leave out
                  timeout:int=3600, # Seconds allowed per cell
                 )->NotebookRun:
@@ -87,13 +90,12 @@ def _has_cuda()->bool:
 
 def run_course(nbs_path:str|Path="nbs", # Folder of the course's notebooks
                out_dir:str|Path="_run", # Where the executed copies go (same layout as `nbs_path`)
-               mode:str="cpu", # Run mode: tiny, cpu or full
+               mode:str="cpu", # Run mode: book, cpu or tiny
                only:list[str]|None=None, # Run only notebooks matching these (see `find_notebooks`)
                skip_slow:bool=False, # Also leave out `#| slow` cells
                offline:bool=True, # Set HF_HUB_OFFLINE=1 so nothing reaches for the network
               )->list[NotebookRun]:
     "Run the course's notebooks one by one, print a line per notebook and a summary."
-    from genaibook.core import RUN_MODES
     if mode not in RUN_MODES: raise ValueError(f"mode must be one of {RUN_MODES}, got {mode!r}")
     nbs_path, out_dir = Path(nbs_path), Path(out_dir)
     notebooks = find_notebooks(nbs_path, only)
@@ -116,7 +118,7 @@ def main(argv:list[str]|None=None)->int:
     p = argparse.ArgumentParser(prog="genaibook_course", description="Run the course's notebooks end to end and keep the executed copies.")
     p.add_argument("--nbs", default="nbs", help="folder of the notebooks (default: nbs)")
     p.add_argument("--out", default="_run", help="folder for the executed copies (default: _run)")
-    p.add_argument("--mode", default="cpu", choices=["tiny", "cpu", "full"], help="run mode (default: cpu)")
+    p.add_argument("--mode", default="cpu", choices=list(RUN_MODES), help="run mode (default: cpu)")
     p.add_argument("--only", nargs="*", help="run only notebooks whose path contains one of these")
     p.add_argument("--skip-slow", action="store_true", help="also skip cells marked #| slow")
     p.add_argument("--online", action="store_true", help="allow the Hugging Face Hub (default: offline)")

@@ -15,7 +15,7 @@ import torch
 from matplotlib import pyplot as plt
 from matplotlib.font_manager import FontProperties, findfont, get_font
 
-from .core import is_ci
+from .core import in_test
 from .offline import is_twin, twin_notice
 
 # %% ../nbs/lib/07_text.ipynb #c009
@@ -220,7 +220,7 @@ def plot_sampling(table:pd.DataFrame, # From `sampling_table`
 # %% ../nbs/lib/07_text.ipynb #c049
 def widgets_available()->bool:
     "Whether `explore_sampling` can show sliders: in a Jupyter kernel, with ipywidgets, not under tests or GENAIBOOK_WIDGETS=0."
-    if os.environ.get("GENAIBOOK_WIDGETS", "").strip().lower() in ("0", "false", "no") or is_ci(): return False
+    if os.environ.get("GENAIBOOK_WIDGETS", "").strip().lower() in ("0", "false", "no") or in_test(): return False
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genaibook.core import ci_scale, get_device, init_ddpm, is_ci, load_image, pil_to_tensor, run_mode, set_seed
+from genaibook.core import (by_mode, check_choice, check_int, get_device, in_test, init_ddpm, load_image, pil_to_tensor,
+                            run_mode, set_run_mode, set_seed)
 from conftest import png_bytes
 
 
@@ -68,7 +69,7 @@ def test_seed_bounds_ok(seed):
 
 @pytest.mark.parametrize("bad", [-1, 2**32, 1.5, "42", None, True])
 def test_bad_seed(bad):
-    with pytest.raises(ValueError, match=r"\[0, 2\*\*32\)"): set_seed(bad)
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 4294967295"): set_seed(bad)
 
 
 def test_deterministic_flag():
@@ -79,31 +80,61 @@ def test_deterministic_flag():
 
 
 # ---- run modes ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("in_test, mode_env, cuda, expected", [
-    ("1", None, True, "tiny"), ("", None, False, "cpu"), ("0", None, True, "full"), ("1", "full", False, "full"),
+@pytest.mark.parametrize("in_test_env, mode_env, cuda, expected", [
+    ("1", None, True, "tiny"), ("", None, False, "cpu"), ("0", None, True, "book"), ("1", "book", False, "book"),
     ("", "CPU ", True, "cpu")])
-def test_run_mode(clean_env, in_test, mode_env, cuda, expected):
-    clean_env.setenv("IN_TEST", in_test)
+def test_run_mode(clean_env, in_test_env, mode_env, cuda, expected):
+    clean_env.setenv("IN_TEST", in_test_env)
     if mode_env is not None: clean_env.setenv("GENAIBOOK_MODE", mode_env)
     clean_env.setattr(torch.cuda, "is_available", lambda: cuda)
     assert run_mode() == expected
 
 
-def test_is_ci(clean_env):
-    assert not is_ci()
+def test_in_test(clean_env):
+    assert not in_test()
     for v, expected in (("1", True), ("true", True), ("0", False), ("false", False)):
-        clean_env.setenv("IN_TEST", v); assert is_ci() is expected
+        clean_env.setenv("IN_TEST", v); assert in_test() is expected
 
 
-def test_ci_scale(clean_env):
-    for mode, expected, expected_no_cpu in (("tiny", 1, 1), ("cpu", 5, 100), ("full", 100, 100)):
+def test_by_mode_falls_back_to_the_larger_budget(clean_env):
+    for mode, all_three, no_tiny, book_only in (("tiny", 1, 5, 100), ("cpu", 5, 5, 100), ("book", 100, 100, 100)):
         clean_env.setenv("GENAIBOOK_MODE", mode)
-        assert ci_scale(100, 1, cpu=5) == expected and ci_scale(100, 1) == expected_no_cpu
+        assert (by_mode(100, cpu=5, tiny=1), by_mode(100, cpu=5), by_mode(100)) == (all_three, no_tiny, book_only)
+    clean_env.setenv("GENAIBOOK_MODE", "tiny")
+    assert by_mode(100, cpu=None, tiny=1) == 1 and by_mode(100, tiny=None) is None  # None is a value, not "unset"
 
 
-def test_bad_mode(clean_env):
-    clean_env.setenv("GENAIBOOK_MODE", "turbo")
-    with pytest.raises(ValueError, match="not one of"): ci_scale(1, 2)
+def test_set_run_mode(clean_env):
+    assert set_run_mode("tiny") == "tiny" and run_mode() == "tiny"
+    clean_env.setattr(torch.cuda, "is_available", lambda: False)
+    assert set_run_mode(None) == "cpu"
+    with pytest.raises(ValueError, match="mode must be one of 'book', 'cpu', 'tiny', got 'full'"): set_run_mode("full")
+
+
+@pytest.mark.parametrize("bad", ["turbo", "full"])
+def test_bad_mode(clean_env, bad):
+    clean_env.setenv("GENAIBOOK_MODE", bad)
+    with pytest.raises(ValueError, match="GENAIBOOK_MODE must be one of"): by_mode(1, tiny=2)
+
+
+# ---- argument checks ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, kw, message", [
+    (True, {}, "n must be a positive integer, got True"), (np.bool_(True), {}, "positive integer"),
+    (2.0, {}, "got 2.0"), ("3", {}, "got '3'"), (0, {}, "positive integer"), (-1, {"low": 0}, "non-negative integer"),
+    (11, {"high": 10}, "from 1 to 10"), (None, {}, "got None"), (3, {"low": 5}, "of at least 5"),
+    (3, {"low": None, "high": 2}, "of at most 2"), (1.5, {"none_ok": True}, "positive integer or None")])
+def test_check_int_rejects(value, kw, message):
+    with pytest.raises(ValueError, match=message): check_int("n", value, **kw)
+
+
+def test_check_int_accepts():
+    assert check_int("n", np.int64(3)) == 3 and type(check_int("n", np.int64(3))) is int
+    assert check_int("n", None, none_ok=True) is None and check_int("n", -5, low=None) == -5
+
+
+def test_check_choice():
+    assert check_choice("kind", "a", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match="kind must be one of 'a', 'b', got 'c'"): check_choice("kind", "c", ["a", "b"])
 
 
 # ---- load_image ---------------------------------------------------------------------------------------------------
