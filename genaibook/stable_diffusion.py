@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['sd_components', 'vae_scale_factor', 'embed_text', 'encode_prompt', 'make_generator', 'prepare_latents', 'apply_cfg',
-           'denoise', 'decode_latents', 'to_output', 'check_safety', 'generate', 'color_loss', 'make_color_loss']
+           'denoise', 'decode_latents', 'to_output', 'check_safety', 'generate_images', 'color_loss', 'make_color_loss']
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #6bae81e7
 import inspect
@@ -207,7 +207,7 @@ def _check_generate_args(parts, guidance_scale, num_inference_steps, height, wid
     _check_size(height, width, vae_scale_factor(parts.vae))
 
 @torch.no_grad()
-def generate(pipe_or_components, # A `StableDiffusionPipeline`, or a dict with its parts (see `sd_components`)
+def generate_images(pipe_or_components, # A `StableDiffusionPipeline`, or a dict with its parts (see `sd_components`)
              prompt, # A prompt, or a list of prompts (one image each)
              negative_prompt=None, # What to steer away from: a string, a list (one per prompt), or None ("")
              guidance_scale:float=7.5, # Classifier-free guidance scale g; 1 or less turns guidance off

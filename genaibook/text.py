@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['next_token_logits', 'top_next_tokens', 'token_label', 'plot_next_tokens', 'scale_logits', 'filter_top_k',
-           'filter_top_p', 'filter_logits', 'next_token_probs', 'pick_next_token', 'generate', 'sampling_table',
+           'filter_top_p', 'filter_logits', 'next_token_probs', 'pick_next_token', 'generate_text', 'sampling_table',
            'plot_sampling', 'widgets_available', 'explore_sampling']
 
 # %% ../nbs/lib/07_text.ipynb #c003
@@ -158,7 +158,7 @@ def _stop_ids(model, tokenizer)->list[int]:
 
 # %% ../nbs/lib/07_text.ipynb #c038
 @torch.no_grad()
-def generate(model, # A causal LM, e.g. from `AutoModelForCausalLM`
+def generate_text(model, # A causal LM, e.g. from `AutoModelForCausalLM`
              tokenizer, # Its tokenizer (for the end-of-sequence id, if the model's config has none)
              input_ids:torch.Tensor, # [B, T] prompt ids, without padding
              max_length:int=50, # Total length, prompt included

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['to_hwc', 'display_range', 'show_image', 'subplots', 'grid_shape', 'get_grid', 'show_images', 'image_grid',
-           'schedule_coefficients', 'plot_scheduler', 'plot_noise_and_denoise']
+           'tensor_grid', 'schedule_coefficients', 'plot_scheduler', 'plot_noise_and_denoise']
 
 # %% ../nbs/lib/01_viz.ipynb #c74f99db
 import math
@@ -142,6 +142,23 @@ def image_grid(imgs:list, # PIL images (at most rows*cols)
     for i, im in enumerate(imgs):
         grid.paste(im.convert("RGB").resize((w, h)), box=(i % cols * w, i // cols * h))
     return grid
+
+# %% ../nbs/lib/01_viz.ipynb #fcaf9167
+def tensor_grid(images, # [N, C, H, W] (C = 1 or 3) or [N, H, W] images: a tensor or an array
+                nrow:int=8, # Images per row
+                padding:int=2, # Pixels between images
+                pad_value:float=1.0, # Colour of the border, in [0, 1] (1 is white)
+                value_range:tuple=(0, 1), # The range of `images`: (0, 1), or (-1, 1) for samplers' output
+               )->torch.Tensor: # [3, H', W'] float in [0, 1], on the CPU
+    "Tile a batch of images into one image, mapping `value_range` to [0, 1] and clamping."
+    from torchvision.utils import make_grid
+    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if x.ndim == 3: x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
+        raise ValueError(f"images must be a non-empty [N, 1 or 3, H, W] or [N, H, W] batch, got shape {tuple(x.shape)}")
+    lo, hi = value_range
+    x = ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    return make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
 
 # %% ../nbs/lib/01_viz.ipynb #cbc0838c
 def _num_train_timesteps(scheduler)->int:

@@ -47,10 +47,10 @@ def test_text_to_image_size_and_seed(pipe):
 
 
 def test_text_to_image_equals_generate(pipe):
-    from genaibook.stable_diffusion import generate
+    from genaibook.stable_diffusion import generate_images
     fn = text_to_image_fn(pipe, height=64, width=64)
     ours = fn("a lighthouse", "fog", 4.0, 2, 5)
-    ref = generate(pipe, "a lighthouse", "fog", guidance_scale=4.0, num_inference_steps=2, height=64, width=64, seed=5)[0]
+    ref = generate_images(pipe, "a lighthouse", "fog", guidance_scale=4.0, num_inference_steps=2, height=64, width=64, seed=5)[0]
     assert np.array_equal(np.array(ours), np.array(ref))
     assert np.array_equal(np.array(fn("a lighthouse", "", 4.0, 2, 5)), np.array(fn("a lighthouse", None, 4.0, 2, 5)))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genaibook.stable_diffusion import (apply_cfg, check_safety, color_loss, decode_latents, embed_text, encode_prompt,
-                                        generate, make_color_loss, make_generator, prepare_latents, sd_components,
+                                        generate_images, make_color_loss, make_generator, prepare_latents, sd_components,
                                         to_output, vae_scale_factor)
 
 SMALL = dict(height=64, width=64, num_inference_steps=3)
@@ -52,7 +52,7 @@ def pipeline_images(pipe, seed, **kwargs):
 def test_generate_equals_pipeline(pipe, scheduler_swap, scheduler, guidance, negative, eta):
     scheduler_swap(scheduler)
     kwargs = dict(prompt="An oil painting of a collie in a top hat", negative_prompt=negative, guidance_scale=guidance, **SMALL)
-    ours = generate(pipe, **kwargs, eta=eta, seed=7, output_type="np")
+    ours = generate_images(pipe, **kwargs, eta=eta, seed=7, output_type="np")
     theirs = pipeline_images(pipe, 7, **kwargs, eta=eta, output_type="np")
     assert ours.shape == theirs.shape == (1, 64, 64, 3)
     assert np.abs(ours - theirs).max() == 0.0
@@ -60,7 +60,7 @@ def test_generate_equals_pipeline(pipe, scheduler_swap, scheduler, guidance, neg
 
 def test_batch_of_prompts_with_negatives_equals_pipeline(pipe):
     kwargs = dict(prompt=["a red car", "a blue boat"], negative_prompt=["rain", "fog"], guidance_scale=7.5, **SMALL)
-    ours = generate(pipe, **kwargs, seed=3, output_type="pt")
+    ours = generate_images(pipe, **kwargs, seed=3, output_type="pt")
     theirs = pipeline_images(pipe, 3, **kwargs, output_type="pt")
     assert ours.shape == (2, 3, 64, 64)
     assert torch.equal(ours, theirs)
@@ -68,29 +68,29 @@ def test_batch_of_prompts_with_negatives_equals_pipeline(pipe):
 
 
 def test_pil_output_and_default_size(pipe):
-    ours = generate(pipe, "a flower", seed=0, num_inference_steps=2)
+    ours = generate_images(pipe, "a flower", seed=0, num_inference_steps=2)
     theirs = pipeline_images(pipe, 0, prompt="a flower", num_inference_steps=2)
     assert len(ours) == 1 and ours[0].size == (512, 512) and ours[0].mode == "RGB"
     assert np.array_equal(np.array(ours[0]), np.array(theirs[0]))
 
 
 def test_seed_generator_and_global_rng(pipe):
-    a = generate(pipe, "a cat", seed=5, output_type="pt", **SMALL)
-    b = generate(pipe, "a cat", generator=torch.Generator().manual_seed(5), output_type="pt", **SMALL)
-    c = generate(pipe, "a cat", seed=6, output_type="pt", **SMALL)
+    a = generate_images(pipe, "a cat", seed=5, output_type="pt", **SMALL)
+    b = generate_images(pipe, "a cat", generator=torch.Generator().manual_seed(5), output_type="pt", **SMALL)
+    c = generate_images(pipe, "a cat", seed=6, output_type="pt", **SMALL)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    torch.manual_seed(11); d = generate(pipe, "a cat", output_type="pt", **SMALL)
+    torch.manual_seed(11); d = generate_images(pipe, "a cat", output_type="pt", **SMALL)
     torch.manual_seed(11); e = pipe("a cat", output_type="pt", **SMALL).images
     assert torch.equal(d, e)  # without a generator both use torch's global random state, in the same order
 
 
 def test_components_dict_and_scheduler_argument(pipe, scheduler_swap):
     parts = {k: v for k, v in pipe.components.items() if k not in ("safety_checker", "feature_extractor")}
-    ours = generate(parts, "a house", seed=2, output_type="pt", **SMALL)
-    assert torch.equal(ours, generate(pipe, "a house", seed=2, output_type="pt", **SMALL))  # the twin's checker flags nothing
+    ours = generate_images(parts, "a house", seed=2, output_type="pt", **SMALL)
+    assert torch.equal(ours, generate_images(pipe, "a house", seed=2, output_type="pt", **SMALL))  # the twin's checker flags nothing
     from diffusers import DDIMScheduler
     ddim = DDIMScheduler.from_config(pipe.scheduler.config)
-    with_arg = generate(pipe, "a house", seed=2, output_type="pt", scheduler=ddim, **SMALL)
+    with_arg = generate_images(pipe, "a house", seed=2, output_type="pt", scheduler=ddim, **SMALL)
     scheduler_swap("ddim")
     assert torch.equal(with_arg, pipeline_images(pipe, 2, prompt="a house", output_type="pt", **SMALL))
 
@@ -100,9 +100,9 @@ def test_safety_checker_blacks_out_like_the_pipeline(pipe):
     saved = checker.concept_embeds_weights.clone()
     try:
         with torch.no_grad(): checker.concept_embeds_weights.fill_(-2.0)  # below any cosine similarity: every image is flagged
-        ours = generate(pipe, "a house", seed=1, output_type="np", **SMALL)
+        ours = generate_images(pipe, "a house", seed=1, output_type="np", **SMALL)
         theirs = pipeline_images(pipe, 1, prompt="a house", output_type="np", **SMALL)
-        unchecked = generate(pipe, "a house", seed=1, output_type="np", safety_check=False, **SMALL)
+        unchecked = generate_images(pipe, "a house", seed=1, output_type="np", safety_check=False, **SMALL)
     finally:
         with torch.no_grad(): checker.concept_embeds_weights.copy_(saved)
     assert np.array_equal(ours, theirs) and ours.max() == 0.0
@@ -214,23 +214,23 @@ def test_color_loss_bad_inputs(call, exc, message):
     (dict(output_type="latent"), ValueError, "output_type must be 'pil', 'np' or 'pt'")])
 def test_generate_bad_inputs(pipe, kwargs, exc, message):
     args = {**dict(prompt="a cat", height=64, width=64, num_inference_steps=1), **kwargs}
-    with pytest.raises(exc, match=message): generate(pipe, **args)
+    with pytest.raises(exc, match=message): generate_images(pipe, **args)
 
 
 def test_missing_components_and_lcm_unets(pipe):
     with pytest.raises(ValueError, match="has no text_encoder, vae"): sd_components({"tokenizer": 1, "unet": 1, "scheduler": 1})
-    with pytest.raises(ValueError, match="has no tokenizer"): generate(object(), "a cat")
+    with pytest.raises(ValueError, match="has no tokenizer"): generate_images(object(), "a cat")
     from types import SimpleNamespace
     lcm = SimpleNamespace(**{**pipe.components, "unet": SimpleNamespace(config=SimpleNamespace(time_cond_proj_dim=256))})
-    with pytest.raises(ValueError, match="LCM"): generate(lcm, "a cat", **SMALL)
+    with pytest.raises(ValueError, match="LCM"): generate_images(lcm, "a cat", **SMALL)
 
 
 def test_negative_prompt_without_guidance_warns(pipe):
     with pytest.warns(UserWarning, match="negative_prompt has no effect"):
-        generate(pipe, "a cat", negative_prompt="dog", guidance_scale=1.0, **SMALL)
+        generate_images(pipe, "a cat", negative_prompt="dog", guidance_scale=1.0, **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        generate(pipe, "a cat", negative_prompt="", guidance_scale=1.0, **SMALL)  # the default unconditional input: no warning
+        generate_images(pipe, "a cat", negative_prompt="", guidance_scale=1.0, **SMALL)  # the default unconditional input: no warning
 
 
 def test_make_generator():

@@ -1,4 +1,4 @@
-"""genaibook.text: the hand-written generate() against transformers' model.generate on the offline Qwen2 and GPT-2
+"""genaibook.text: the hand-written generate_text() against transformers' model.generate on the offline Qwen2 and GPT-2
 twins (greedy and seeded sampling, token for token), the KV cache, the filters (against transformers' warpers and by
 their definitions), the empirical sampling distribution, the tables and plots, and the explorer's static fallback.
 
@@ -17,7 +17,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from genaibook import text
 from genaibook.offline import quiet_libraries
-from genaibook.text import (explore_sampling, filter_logits, filter_top_k, filter_top_p, generate, next_token_logits,
+from genaibook.text import (explore_sampling, filter_logits, filter_top_k, filter_top_p, generate_text, next_token_logits,
                             next_token_probs, pick_next_token, plot_next_tokens, plot_sampling, sampling_table,
                             scale_logits, token_label, top_next_tokens, widgets_available)
 
@@ -55,7 +55,7 @@ def _hf(model, input_ids, seed=None, **kwargs):
 
 def _mine(model, tokenizer, input_ids, seed=None, **kwargs):
     if seed is not None: torch.manual_seed(seed)
-    return generate(model, tokenizer, input_ids, **kwargs)
+    return generate_text(model, tokenizer, input_ids, **kwargs)
 
 
 # ---------------------------------------------------------------- the twins' generation config adds nothing
@@ -81,7 +81,7 @@ def test_greedy_matches_model_generate(lm, prompts, max_length):
     tokenizer, model = lm
     input_ids = _ids(tokenizer, *prompts)
     assert input_ids.shape[1] == len(tokenizer(prompts[0]).input_ids)  # equal-length prompts: no padding
-    ours = generate(model, tokenizer, input_ids, max_length=max_length)
+    ours = generate_text(model, tokenizer, input_ids, max_length=max_length)
     assert torch.equal(ours, _hf(model, input_ids, max_length=max_length, do_sample=False))
     assert ours.shape == (len(prompts), max_length)
 
@@ -89,11 +89,11 @@ def test_greedy_matches_model_generate(lm, prompts, max_length):
 def test_cache_and_no_cache_agree(lm):
     tokenizer, model = lm
     input_ids = _ids(tokenizer, PROMPT)
-    assert torch.equal(generate(model, tokenizer, input_ids, max_length=30),
-                       generate(model, tokenizer, input_ids, max_length=30, use_cache=False))
+    assert torch.equal(generate_text(model, tokenizer, input_ids, max_length=30),
+                       generate_text(model, tokenizer, input_ids, max_length=30, use_cache=False))
     kw = dict(max_length=30, do_sample=True, temperature=0.9, top_k=40)
-    assert torch.equal(generate(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), **kw),
-                       generate(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), use_cache=False, **kw))
+    assert torch.equal(generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), **kw),
+                       generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), use_cache=False, **kw))
 
 
 def test_cache_feeds_only_the_new_token(lms):
@@ -102,9 +102,9 @@ def test_cache_feeds_only_the_new_token(lms):
     lengths = []
     hook = model.register_forward_pre_hook(lambda m, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
     try:
-        generate(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10)
+        generate_text(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10)
         cached, lengths[:] = lengths[:], []
-        generate(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10, use_cache=False)
+        generate_text(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10, use_cache=False)
     finally: hook.remove()
     n = len(tokenizer(PROMPT).input_ids)
     assert cached == [n] + [1] * (9 - n)
@@ -140,7 +140,7 @@ def test_seeded_sampling_matches_model_generate(lm, settings):
 def test_generator_is_reproducible_and_leaves_global_rng_alone(lms):
     tokenizer, model = lms["gpt2"]
     input_ids = _ids(tokenizer, PROMPT)
-    run = lambda seed: generate(model, tokenizer, input_ids, max_length=30, do_sample=True, generator=torch.Generator().manual_seed(seed))
+    run = lambda seed: generate_text(model, tokenizer, input_ids, max_length=30, do_sample=True, generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(123); before = torch.rand(1)
     torch.manual_seed(123); a, b, c = run(1), run(1), run(2)
     assert torch.equal(torch.rand(1), before)  # the global generator was not used
@@ -150,9 +150,9 @@ def test_generator_is_reproducible_and_leaves_global_rng_alone(lms):
 def test_low_temperature_sampling_is_greedy(lm):
     tokenizer, model = lm
     input_ids = _ids(tokenizer, PROMPT)
-    greedy = generate(model, tokenizer, input_ids, max_length=20)
+    greedy = generate_text(model, tokenizer, input_ids, max_length=20)
     # float32 logits of a bfloat16 model tie often; a tiny top_k breaks no argmax, so compare with top_k=1
-    assert torch.equal(generate(model, tokenizer, input_ids, max_length=20, do_sample=True, top_k=1), greedy)
+    assert torch.equal(generate_text(model, tokenizer, input_ids, max_length=20, do_sample=True, top_k=1), greedy)
 
 
 # ---------------------------------------------------------------- stopping at the end of sequence
@@ -164,10 +164,10 @@ def test_stops_at_eos_like_model_generate(lms, name):
     tokenizer, model = lms[name]
     input_ids = _ids(tokenizer, PROMPT)
     n = input_ids.shape[1]
-    new = generate(model, tokenizer, input_ids, max_length=20)[0, n:].tolist()
+    new = generate_text(model, tokenizer, input_ids, max_length=20)[0, n:].tolist()
     j = max(i for i in range(len(new)) if new[i] not in new[:i])  # 0 if the twin repeats one token
     model = copy.deepcopy(model); model.generation_config.eos_token_id = new[j]
-    ours = generate(model, tokenizer, input_ids, max_length=20)
+    ours = generate_text(model, tokenizer, input_ids, max_length=20)
     assert ours.shape[1] == n + j + 1 and ours[0, -1].item() == new[j]
     assert torch.equal(ours, _hf(model, input_ids, max_length=20, do_sample=False))
 
@@ -181,10 +181,10 @@ class Counter(torch.nn.Module):
 
 def test_batch_pads_finished_rows_and_stops_when_all_end():
     tok = SimpleNamespace(eos_token_id=9)
-    out = generate(Counter(12), tok, torch.tensor([[5], [7], [1]]), max_length=6)
+    out = generate_text(Counter(12), tok, torch.tensor([[5], [7], [1]]), max_length=6)
     assert out.tolist() == [[5, 6, 7, 8, 9, 9], [7, 8, 9, 9, 9, 9], [1, 2, 3, 4, 5, 6]]  # row 3 never ends: max_length
-    assert generate(Counter(12), tok, torch.tensor([[8]]), max_length=50).tolist() == [[8, 9]]
-    assert generate(Counter(12), SimpleNamespace(eos_token_id=None), torch.tensor([[8]]), max_length=5).tolist() == [[8, 9, 10, 11, 0]]
+    assert generate_text(Counter(12), tok, torch.tensor([[8]]), max_length=50).tolist() == [[8, 9]]
+    assert generate_text(Counter(12), SimpleNamespace(eos_token_id=None), torch.tensor([[8]]), max_length=5).tolist() == [[8, 9, 10, 11, 0]]
 
 
 # ---------------------------------------------------------------- clear errors
@@ -212,7 +212,7 @@ def test_batch_pads_finished_rows_and_stops_when_all_end():
 def test_bad_inputs(lms, kwargs, error, message):
     tokenizer, model = lms["qwen"]
     kwargs = {"input_ids": _ids(tokenizer, PROMPT), **kwargs}
-    with pytest.raises(error) as e: generate(model, tokenizer, **kwargs)
+    with pytest.raises(error) as e: generate_text(model, tokenizer, **kwargs)
     assert message in str(e.value)
 
 
