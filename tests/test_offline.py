@@ -1,5 +1,8 @@
-"genaibook.offline: the seeding mechanism on toy stand-ins, clear errors, and the coverage check over every notebook."
+"""genaibook.offline: the seeding mechanism on toy stand-ins, clear errors, the coverage check over every notebook, and
+the registry: well-formed entries, unique ids, dependencies one way."""
+import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from genaibook import offline
-from genaibook.offline import (MissingStandIn, cache_paths, explain, hub_ids_in_source, hub_repo_dir, is_seeded, lookup,
-                               missing_message, register, registry, require, revision_of, seed)
+from genaibook.offline import MissingStandIn, explain, hub_ids_in_source, lookup, registry, require, seed
+from genaibook.standins import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
+FAMILIES = ("standins_text", "standins_vision", "standins_diffusion", "standins_audio")
 CALLS = []
 
 
@@ -24,35 +28,40 @@ def toy_failing_builder(folder, repo_id):
 
 
 @pytest.fixture
-def toy_registry():
-    "Register toy stand-ins for the test, and take them out again."
-    register("acme/toy", "model", toy_model_builder, real=False, aliases=("toy",), pinned=("abc1234",))
-    register("acme/broken", "model", toy_failing_builder, real=False)
-    yield
-    for k in ("acme/toy", "acme/broken"): offline.REGISTRY.pop(k, None)
+def toy_registry(monkeypatch):
+    "The course's registry plus two toy entries, for this test only."
+    toys = [StandIn("acme/toy", "model", toy_model_builder, real=False, aliases=("toy",), pinned=("abc1234",)),
+            StandIn("acme/broken", "model", toy_failing_builder, real=False)]
+    entries = {**registry(), **{e.repo_id: e for e in toys}}
+    monkeypatch.setattr(offline, "registry", lambda: entries)
+
+
+def snapshot_of(home, repo_id):
+    "The snapshot folder refs/main points at, read straight from the Hub cache layout."
+    repo = Path(home)/"hub"/("models--" + repo_id.replace("/", "--"))
+    rev = (repo/"refs"/"main").read_text()
+    return repo, rev, repo/"snapshots"/rev
 
 
 def test_seed_layout_idempotence_and_rebuild(tmp_path, toy_registry, monkeypatch):
     CALLS.clear()
     assert seed(tmp_path, ids=["toy"], verbose=False) == {"acme/toy": pytest.approx(0, abs=5)}
-    hub, datasets_cache = cache_paths(tmp_path)
-    repo = hub_repo_dir(hub, "acme/toy")
-    rev = (repo/"refs"/"main").read_text()
-    assert rev == revision_of(lookup("acme/toy")) and (repo/"refs"/"abc1234").read_text() == rev
-    assert (repo/"snapshots"/rev/"config.json").exists()
-    assert (hub/"models--toy").is_symlink() and (hub/"models--toy"/"refs"/"main").read_text() == rev
+    repo, rev, snapshot = snapshot_of(tmp_path, "acme/toy")
+    assert re.fullmatch(r"[0-9a-f]{40}", rev) and (repo/"refs"/"abc1234").read_text() == rev
+    assert (snapshot/"config.json").exists()
+    assert (tmp_path/"hub"/"models--toy").is_symlink() and snapshot_of(tmp_path, "toy")[1] == rev
     assert seed(tmp_path, ids=["acme/toy"], verbose=False) == {"acme/toy": "cached"} and CALLS == ["acme/toy"]
     monkeypatch.setattr(offline, "STANDIN_VERSION", "test-bump")  # a new version means a new commit: rebuilt
     seed(tmp_path, ids=["acme/toy"], verbose=False)
-    assert CALLS == ["acme/toy"] * 2 and [p.name for p in (repo/"snapshots").iterdir()] == [revision_of(lookup("acme/toy"))]
+    new_rev = snapshot_of(tmp_path, "acme/toy")[1]
+    assert CALLS == ["acme/toy"] * 2 and new_rev != rev and [p.name for p in (repo/"snapshots").iterdir()] == [new_rev]
 
 
 def test_dangling_link_means_not_seeded(tmp_path, toy_registry):
     seed(tmp_path, ids=["acme/toy"], verbose=False)
-    hub, datasets_cache = cache_paths(tmp_path)
-    snapshot = next((hub_repo_dir(hub, "acme/toy")/"snapshots").iterdir())
-    (snapshot/"weights.bin").symlink_to(tmp_path/"gone.bin")
-    assert not is_seeded(lookup("acme/toy"), hub, datasets_cache)
+    require("acme/toy", home=tmp_path)
+    (snapshot_of(tmp_path, "acme/toy")[2]/"weights.bin").symlink_to(tmp_path/"gone.bin")
+    with pytest.raises(MissingStandIn, match="not seeded"): require("acme/toy", home=tmp_path)
 
 
 def test_failed_builder_is_reported_not_fatal(tmp_path, toy_registry, capsys):
@@ -62,18 +71,32 @@ def test_failed_builder_is_reported_not_fatal(tmp_path, toy_registry, capsys):
     assert offline.main(["seed", str(tmp_path), "acme/broken"]) == 1
 
 
-def test_unknown_ids_and_bad_kinds(tmp_path):
-    with pytest.raises(MissingStandIn, match="No offline stand-in for the Hub id 'acme/nothing'"): seed(tmp_path, ids=["acme/nothing"])
-    with pytest.raises(ValueError, match="'model' or 'dataset'"): register("a/b", "space", toy_model_builder, real=False)
+def test_unknown_ids_and_bad_entries(tmp_path):
+    with pytest.raises(MissingStandIn, match="No offline stand-in for the Hub id 'acme/nothing'"):
+        seed(tmp_path, ids=["acme/nothing"])
+    with pytest.raises(ValueError, match="kind must be one of 'model', 'dataset'"):
+        StandIn("a/b", "space", toy_model_builder, real=False)
+    with pytest.raises(TypeError, match="aliases must be a tuple of strings"):
+        StandIn("a/b", "model", toy_model_builder, real=False, aliases="b")
 
 
 def test_messages_say_what_to_do(tmp_path, toy_registry):
-    assert "register('acme/else'" in missing_message("acme/else", home=tmp_path)
-    assert "not seeded" in missing_message("acme/toy", home=tmp_path) and "genaibook_offline seed" in missing_message("acme/toy", home=tmp_path)
+    with pytest.raises(MissingStandIn) as unknown: require("acme/else", home=tmp_path)
+    message = str(unknown.value)
+    assert "StandIn('acme/else', ...)" in message and "06a_standins_text" in message and "STANDINS" in message
+    assert "genaibook_offline seed" in message
+    with pytest.raises(MissingStandIn, match="not seeded.*genaibook_offline seed"): require("acme/toy", home=tmp_path)
     seed(tmp_path, ids=["acme/toy"], verbose=False)
-    assert "has no file 'unet/x.bin'" in missing_message("acme/toy", "unet/x.bin", home=tmp_path)
-    with pytest.raises(MissingStandIn, match="acme/toy"): require("acme/toy", home=tmp_path / "empty")
-    require("acme/toy", home=tmp_path)
+    require("acme/toy", "toy", home=tmp_path)
+
+
+def test_message_for_a_missing_file_names_the_builder(tmp_path, toy_registry, monkeypatch):
+    from huggingface_hub import hf_hub_download
+    seed(tmp_path, ids=["acme/toy"], verbose=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # where explain() looks
+    with pytest.raises(Exception) as info: hf_hub_download("acme/toy", "unet/x.bin", cache_dir=tmp_path/"hub")
+    message = str(explain(info.value))
+    assert "has no file 'unet/x.bin'" in message and "toy_model_builder in test_offline" in message
 
 
 def test_explain_names_the_id_of_a_failed_load(offline_home):
@@ -129,7 +152,7 @@ def test_every_hub_id_in_the_notebooks_has_a_stand_in():
     notebooks = sorted(p for p in (ROOT/"nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     assert notebooks
     missing = uncovered(notebooks)
-    assert not missing, "register these in nbs/lib/06_standins.ipynb:\n" + "\n".join(missing)
+    assert not missing, "add StandIn entries for these to a family's STANDINS (nbs/lib/06a-06d):\n" + "\n".join(missing)
 
 
 def test_coverage_check_catches_an_unregistered_id(tmp_path):
@@ -158,8 +181,7 @@ def test_full_size_smollm_reproduces_the_books_lora_count(tmp_path):
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM, logging
     seed(tmp_path, ids=["HuggingFaceTB/SmolLM-135M"], full_size=True, verbose=False)
-    hub, _ = cache_paths(tmp_path)
-    snapshot = next((hub_repo_dir(hub, "HuggingFaceTB/SmolLM-135M")/"snapshots").iterdir())
+    snapshot = snapshot_of(tmp_path, "HuggingFaceTB/SmolLM-135M")[2]
     logging.set_verbosity_error()  # the one-tensor checkpoint makes transformers report every other weight as missing
     try: model = AutoModelForCausalLM.from_pretrained(snapshot)
     finally: logging.set_verbosity_warning()
@@ -178,3 +200,72 @@ def test_twin_notice_labels_twin_outputs_only(offline_home, capsys):
     assert twin_notice(classifier, "score") and "offline twin of distilbert/distilbert-base-uncased-finetuned-sst-2-english" in capsys.readouterr().out
     assert is_twin(DDPMPipeline.from_pretrained("google/ddpm-celebahq-256"))  # diffusers marks `_genaibook_twin`
     assert not twin_notice(torch.nn.Linear(2, 2)) and capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- the registry as data
+
+
+def test_every_entry_is_well_formed():
+    entries = registry()
+    assert len(entries) >= 15
+    for repo_id, e in entries.items():
+        assert isinstance(e, StandIn) and e.repo_id == repo_id and re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id), repo_id
+        assert e.kind in ("model", "dataset") and isinstance(e.real, bool) and isinstance(e.note, str), repo_id
+        assert all(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", a) for a in e.aliases), repo_id
+        assert all(re.fullmatch(r"[0-9a-f]{7,40}", p) for p in e.pinned), repo_id
+        assert not (e.kind == "dataset" and (e.pinned or e.full_size_build)), \
+            f"{repo_id}: pinned revisions and full-size builders are for models"
+        assert e.build.__module__ in {f"genaibook.{f}" for f in FAMILIES}, repo_id
+        builders = [b for b in (e.build, e.full_size_build) if b is not None]
+        assert all(b.__name__.startswith("_") for b in builders), f"{repo_id}: builders are private to their family"
+
+
+def test_ids_and_aliases_are_unique():
+    names = [n for f in FAMILIES for e in __import__(f"genaibook.{f}", fromlist=["STANDINS"]).STANDINS
+             for n in (e.repo_id, *e.aliases)]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+    for name in names: assert lookup(name) is not None
+
+
+def test_the_real_entries():
+    assert {e.repo_id for e in registry().values() if e.real} >= {"sentence-transformers/all-MiniLM-L6-v2",
+                                                                 "zalando-datasets/fashion_mnist",
+                                                                 "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def _genaibook_imports(module: str) -> set[str]:
+    "The genaibook modules that `module`'s source imports (relative imports resolved)."
+    tree = ast.parse((ROOT/"genaibook"/f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genaibook."):
+            found.add(node.module.split(".")[1])
+    return {m.split(".")[0] for m in found}
+
+
+def test_dependencies_run_one_way():
+    "No family module reaches genaibook.offline, directly or through another module; there is no cycle."
+    modules = [p.stem for p in (ROOT/"genaibook").glob("*.py") if not p.stem.startswith("_")]
+    graph = {m: _genaibook_imports(m) & set(modules) for m in modules}
+    def reachable(start):
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen: seen.add(nxt); todo.append(nxt)
+        return seen
+    for m in ("offline", "standins", *FAMILIES):
+        assert m not in reachable(m), f"import cycle through genaibook.{m}"
+    for m in ("standins", *FAMILIES): assert "offline" not in reachable(m), f"genaibook.{m} reaches genaibook.offline"
+    assert graph["offline"] >= set(FAMILIES)
+
+
+@pytest.mark.parametrize("module", ["offline", "standins", *FAMILIES])
+def test_each_module_imports_alone_and_light(module):
+    "In a fresh interpreter: the import works alone, loads no Hugging Face library; families leave offline out."
+    code = (f"import sys, genaibook.{module}; "
+            "print(sorted(m for m in ('transformers', 'diffusers', 'datasets', 'genaibook.offline') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("['genaibook.offline']" if module == "offline" else "[]"), r.stdout
