@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .core import check_int
 from .sampling import sample
 
 # %% ../nbs/lib/17_diffusion.ipynb #1a30b0c8
@@ -179,7 +180,6 @@ class DiffusionLoss:
 
     def __call__(self, model:nn.Module, batch)->torch.Tensor: # The scalar loss
         images, labels = _unpack(batch, self.image_key, self.label_key)
-        self.image_shape = tuple(images.shape[1:])  # for samplers that need the image size
         noise = torch.randn_like(images)
         t = torch.randint(0, self.num_train_timesteps, (images.shape[0],), device=images.device)
         noisy = self.scheduler.add_noise(images, noise, t)
@@ -213,79 +213,80 @@ class ObjectiveAdapter(nn.Module):
         return convert_prediction(self.scheduler, out, x, t, self.source, self.target)
 
 # %% ../nbs/lib/17_diffusion.ipynb #561b58b8
-def _image_shape(model, shape, loss_fn=None)->tuple:
-    "(C, H, W) of the samples: `shape`, else the model's config (`in_channels`, `sample_size`), else the last training batch's."
-    if shape is not None: return tuple(shape)
-    c = getattr(model, "config", None)
-    size, ch = getattr(c, "sample_size", None), getattr(c, "in_channels", None)
-    if size is not None and ch is not None: return (ch, *((size, size) if isinstance(size, int) else size))
-    seen = getattr(loss_fn, "image_shape", None)
-    if seen is None: raise ValueError("SampleGrid cannot tell the image size: pass shape=(channels, height, width)")
-    return seen
+def _first_image_shape(dl, image_key:str)->tuple:
+    "(C, H, W) of the first training example, read without touching the training run's random state."
+    try: example = dl.dataset[0]
+    except (TypeError, AttributeError, NotImplementedError) as e:
+        raise ValueError("SampleGrid cannot read an example of this DataLoader's dataset to tell the image size: "
+                         "pass shape=(channels, height, width)") from e
+    images, _ = _unpack(dl.collate_fn([example]), image_key, None)
+    return tuple(images.shape[1:])
 
-def _grid_rows(grids:list, max_rows:int=6):
-    "One [0, 1] image per recorded step (its samples side by side), and 'step N' titles."
-    from torchvision.utils import make_grid
-    grids = grids[-max_rows:]
-    return [make_grid(ims, nrow=len(ims), padding=1, pad_value=1.0) for _, ims in grids], [f"step {s}" for s, _ in grids]
 
 # %% ../nbs/lib/17_diffusion.ipynb #ee5e1aec
 class SampleGrid:
-    "Learner callback: every `every` steps and at the end, sample a fixed-noise grid into `learner.sample_grids`."
+    "Learner callback: every `every` steps and at the end, sample a fixed-noise grid into `grids`."
     def __init__(self, every:int=500, # Sample every this many steps (and after the last one)
                  n:int=8, # Images per grid
                  scheduler=None, # Scheduler to sample with; None: the learner's `DiffusionLoss` scheduler
                  num_inference_steps:int=25, # Sampling steps
                  class_labels=None, # Labels of the `n` images for a class-conditioned model; None: 0, 1, 2, ... cycling
                  guidance_scale:float=1.0, # Classifier-free guidance scale (1: none)
-                 shape:tuple|None=None, # (C, H, W); None: from the model's config
+                 shape:tuple|None=None, # (C, H, W); None: the shape of the first training example
                  seed:int=0, # Seed of the grid's noise (the same for every grid)
                  use_ema:bool=True, # Sample from `learner.ema_model` when there is one
                  show:bool=True, # Show the grids when training ends
                 ):
-        if every < 1 or n < 1: raise ValueError(f"every and n must be positive, got every={every}, n={n}")
-        self.every, self.n, self.scheduler, self.steps = every, n, scheduler, num_inference_steps
-        self.class_labels, self.guidance_scale, self.shape = class_labels, guidance_scale, shape
+        self.every, self.n = check_int("every", every), check_int("n", n)
+        self.scheduler, self.steps = scheduler, check_int("num_inference_steps", num_inference_steps)
+        self.class_labels, self.guidance_scale = class_labels, guidance_scale
+        self.shape = tuple(shape) if shape is not None else None  # filled from the data by `before_fit` when None
         self.seed, self.use_ema, self.show = seed, use_ema, show
+        self.grids = []  # (step, images in [0, 1] on the CPU), one per sampled grid
 
-    def before_fit(self, learner): learner.sample_grids = getattr(learner, "sample_grids", [])
+    def before_fit(self, learner):
+        if self.shape is None:
+            image_key = getattr(learner.loss_fn, "image_key", "images")
+            with torch.random.fork_rng(devices=[]): self.shape = _first_image_shape(learner.train_dl, image_key)
 
     def after_step(self, learner):
         if learner.step % self.every == 0: self.sample(learner)
 
     def after_fit(self, learner):
-        if not learner.sample_grids or learner.sample_grids[-1][0] != learner.step: self.sample(learner)
-        if self.show: self.plot(learner)
+        if not self.grids or self.grids[-1][0] != learner.step: self.sample(learner)
+        if self.show: self.plot()
 
-# %% ../nbs/lib/17_diffusion.ipynb #c5acdd86
-def _grid_labels(self:SampleGrid, model, device):
-    if not class_conditional(model): return None
-    if self.class_labels is not None: return torch.as_tensor(self.class_labels, device=device).long()
-    n_classes = getattr(model, "num_classes", None) or getattr(model.config, "num_class_embeds", 2) - 1
-    return torch.arange(self.n, device=device) % n_classes
+    def sample(self, learner)->torch.Tensor:
+        "Sample the grid now; append (step, images in [0, 1] on the CPU) to `grids` and return the images."
+        if self.shape is None: self.before_fit(learner)
+        model = learner.ema_model if self.use_ema and learner.ema_model is not None else learner.model
+        loss_fn, device = learner.loss_fn, learner.device
+        scheduler = self.scheduler or getattr(loss_fn, "scheduler", None)
+        if scheduler is None: raise ValueError("SampleGrid needs a scheduler: pass scheduler=, or train with a DiffusionLoss")
+        labels = self._labels(model, device)
+        guided = labels is not None and self.guidance_scale != 1
+        null = _null_class(model, getattr(loss_fn, "null_class", None)) if guided else None
+        objective = getattr(loss_fn, "objective", "epsilon")
+        if objective != getattr(scheduler.config, "prediction_type", "epsilon"):
+            model = ObjectiveAdapter(model, scheduler, objective)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):  # leave training's RNG
+            x = sample(model, deepcopy(scheduler), (self.n, *self.shape), num_inference_steps=self.steps,
+                       class_labels=labels, guidance_scale=self.guidance_scale, uncond_label=null,
+                       generator=torch.Generator(device).manual_seed(self.seed), device=device, progress=False)
+        images = (x.float().clamp(-1, 1) + 1).cpu() / 2
+        self.grids.append((learner.step, images))
+        return images
 
-def _sample_grid(self:SampleGrid, learner)->torch.Tensor:
-    "Sample the grid now; append (step, images in [0, 1] on the CPU) to `learner.sample_grids` and return the images."
-    model = learner.ema_model if self.use_ema and learner.ema_model is not None else learner.model
-    loss_fn = learner.loss_fn
-    scheduler = self.scheduler or getattr(loss_fn, "scheduler", None)
-    if scheduler is None: raise ValueError("SampleGrid needs a scheduler: pass scheduler=, or train with a DiffusionLoss")
-    labels, device = _grid_labels(self, model, learner.device), learner.device
-    null = _null_class(model, getattr(loss_fn, "null_class", None)) if labels is not None and self.guidance_scale != 1 else None
-    objective = getattr(loss_fn, "objective", "epsilon")
-    if objective != getattr(scheduler.config, "prediction_type", "epsilon"): model = ObjectiveAdapter(model, scheduler, objective)
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):  # leave training's RNG alone
-        x = sample(model, deepcopy(scheduler), (self.n, *_image_shape(model, self.shape, loss_fn)), num_inference_steps=self.steps,
-                   class_labels=labels, guidance_scale=self.guidance_scale, uncond_label=null,
-                   generator=torch.Generator(device).manual_seed(self.seed), device=device, progress=False)
-    images = (x.float().clamp(-1, 1) + 1).cpu() / 2
-    learner.sample_grids = getattr(learner, "sample_grids", []) + [(learner.step, images)]
-    return images
+    def _labels(self, model, device)->torch.Tensor|None:
+        if not class_conditional(model): return None
+        if self.class_labels is not None: return torch.as_tensor(self.class_labels, device=device).long()
+        n_classes = getattr(model, "num_classes", None) or getattr(model.config, "num_class_embeds", 2) - 1
+        return torch.arange(self.n, device=device) % n_classes
 
-def _plot_grids(self:SampleGrid, learner, max_rows:int=6):
-    "Show the last `max_rows` grids, one row per step."
-    from genaibook.viz import show_images
-    rows, titles = _grid_rows(learner.sample_grids, max_rows)
-    show_images(rows, ncols=1, titles=titles, figsize=(0.8 * self.n, 1.1 * len(rows)))
+    def plot(self, max_rows:int=6):
+        "Show the last `max_rows` grids, one row per step."
+        from genaibook.viz import show_images, tensor_grid  # matplotlib: imported only when plotting
+        grids = self.grids[-max_rows:]
+        rows = [tensor_grid(ims, nrow=len(ims), padding=1, pad_value=1.0) for _, ims in grids]
+        show_images(rows, ncols=1, titles=[f"step {s}" for s, _ in grids], figsize=(0.8 * self.n, 1.1 * len(rows)))
 
-SampleGrid.sample, SampleGrid.plot = _sample_grid, _plot_grids

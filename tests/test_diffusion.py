@@ -238,8 +238,8 @@ def test_sample_grid_records_and_leaves_training_alone():
     grid = SampleGrid(every=4, n=4, num_inference_steps=3, show=False)
     learner = make_learner(callbacks=[grid]).fit(steps=6)
     assert learner.history["loss"] == plain.history["loss"]  # sampling used its own random numbers
-    assert [s for s, _ in learner.sample_grids] == [4, 6]
-    images = learner.sample_grids[-1][1]
+    assert [s for s, _ in grid.grids] == [4, 6] and grid.shape == (1, 8, 8)  # the shape of the training images
+    images = grid.grids[-1][1]
     assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     again = grid.sample(learner)  # same seed, same weights: the same grid
     assert torch.equal(again, images)
@@ -251,10 +251,16 @@ def test_sample_grid_guidance_and_errors(sched):
     guided = SampleGrid(n=4, num_inference_steps=2, guidance_scale=3.0, class_labels=[0, 1, 2, 3], shape=(1, 8, 8), show=False)
     guided.before_fit(learner)
     assert guided.sample(learner).shape == (4, 1, 8, 8)
-    with pytest.raises(ValueError, match="every and n must be positive"): SampleGrid(every=0)
+    with pytest.raises(ValueError, match="every must be"): SampleGrid(every=0)
+    with pytest.raises(ValueError, match="n must be"): SampleGrid(n=True)
     other = Learner(SmallUNet(widths=(8, 16)), make_dataloader(tiny_data(), 8), lambda m, b: torch.zeros(()), device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs a scheduler"): SampleGrid(n=2).sample(other)
-    with pytest.raises(ValueError, match="image size"): SampleGrid(n=2, scheduler=sched).sample(other)
+    class Unindexable(torch.utils.data.IterableDataset):
+        def __iter__(self): return iter(tiny_data())
+        def __len__(self): return 8
+    streamed = Learner(SmallUNet(widths=(8, 16)), torch.utils.data.DataLoader(Unindexable(), batch_size=8),
+                       lambda m, b: torch.zeros(()), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="image size"): SampleGrid(n=2, scheduler=sched).sample(streamed)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -286,7 +292,7 @@ def test_sample_grid_converts_the_objective():
     grid = SampleGrid(n=2, num_inference_steps=2, scheduler=DDPMScheduler(), shape=(1, 8, 8), show=False)
     learner.callbacks.append(grid)
     learner.fit(steps=2)
-    assert [s for s, _ in learner.sample_grids] == [2] and learner.model.training
+    assert [s for s, _ in grid.grids] == [2] and learner.model.training
 
 
 def test_modules_import_without_a_gpu_and_stay_light():
@@ -318,8 +324,8 @@ def test_the_recipe_configuration_is_expressible():
         loss_fn = DiffusionLoss(DDPMScheduler(**sched_kw), objective="v_prediction", class_dropout=0.1, null_class=10)
     learner = Learner(model, make_dataloader(tiny_data(), batch_size=8), loss_fn, lr=3e-3, device="cpu", ema_decay=0.999,
                       opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0), lr_schedule=one_cycle, progress=False,
-                      callbacks=[SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
+                      callbacks=[grid := SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
     learner.fit(steps=4)
     lrs = learner.history["lr"]
-    assert lrs[0] == pytest.approx(3e-3) and len(learner.sample_grids) == 1  # warm-up of one step at this length
-    assert learner.sample_grids[0][1].shape == (4, 1, 8, 8)
+    assert lrs[0] == pytest.approx(3e-3) and len(grid.grids) == 1  # warm-up of one step at this length
+    assert grid.grids[0][1].shape == (4, 1, 8, 8)
