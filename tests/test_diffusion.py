@@ -8,11 +8,21 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from genaibook.diffusion import (OBJECTIVES, DiffusionLoss, SampleGrid, class_conditional, convert_prediction, diffusion_target,
-                                 drop_labels, min_snr_weight, ObjectiveAdapter, pred_to_eps, pred_to_x0, signal_noise, snr)
+                                 drop_labels, min_snr_weight, ObjectiveAdapter)
 from genaibook import schedulers as gb_schedulers
+from genaibook.schedulers import alpha_bar, pred_x0_and_eps, snr
 from genaibook.sampling import sample
 from genaibook.train import Learner, make_dataloader
 from genaibook.unets import SmallUNet
+
+
+def signal_noise(sched, t, like):
+    abar = alpha_bar(sched, t, like)
+    return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
+
+
+def pred_to_x0(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[0]
+def pred_to_eps(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[1]
 
 
 @pytest.fixture
@@ -73,13 +83,13 @@ def test_objective_maths_in_float64_is_exact():
         torch.testing.assert_close(pred_to_eps(sched, target, x_t, t, obj), noise, atol=1e-9, rtol=1e-9)
 
 
-def test_signal_noise_shapes_and_errors(sched):
-    a, s = signal_noise(sched, torch.tensor([0, 999]), torch.zeros(2, 3, 4, 4))
-    assert a.shape == (2, 1, 1, 1)
-    torch.testing.assert_close(a ** 2 + s ** 2, torch.ones_like(a))
-    assert signal_noise(sched, 5, torch.zeros(2, 1, 4, 4))[0].ndim == 0
-    with pytest.raises(TypeError, match="DDPM-family"): signal_noise(object(), 1, torch.zeros(1))
-    with pytest.raises(ValueError, match="objective must be one of"): pred_to_x0(sched, torch.zeros(1), torch.zeros(1), 1, "x0")
+def test_objective_shapes_dtypes_and_errors(sched):
+    x16 = torch.zeros(2, 1, 4, 4, dtype=torch.float16)
+    assert diffusion_target(sched, x16, x16, torch.tensor([0, 999]), "v_prediction").dtype == torch.float16
+    assert convert_prediction(sched, x16, x16, 5, "epsilon", "sample").shape == (2, 1, 4, 4)  # one timestep for all
+    with pytest.raises(TypeError, match="DDPM-family"): diffusion_target(object(), x16, x16, 1, "v_prediction")
+    with pytest.raises(ValueError, match="objective must be one of"): diffusion_target(sched, x16, x16, 1, "x0")
+    with pytest.raises(ValueError, match="objective must be one of"): convert_prediction(sched, x16, x16, 1, "x0", "sample")
 
 
 def test_min_snr_weights(sched):

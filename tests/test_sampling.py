@@ -212,7 +212,7 @@ def test_bad_inputs(unet, cond_unet):
         run(unet, DDIMScheduler(), guidance_scale=3.0, uncond_label=3)
     with pytest.raises(ValueError, match="pass a full shape"):
         sample(PlainNet(), DDIMScheduler(), 4, progress=False)
-    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to num_train_timesteps=1000"):
+    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to 1000"):
         run(unet, DDIMScheduler(), steps=2000)
     with pytest.raises(ValueError, match="alphas_cumprod"):
         run(unet, diffusers.EulerDiscreteScheduler(), guidance_fn=color_loss, guidance_strength=1.0)

@@ -149,7 +149,7 @@ def test_pred_x0_and_eps_round_trip():
     for ptype, out in zip(PREDICTION_TYPES, (eps, x0, v)):
         a, b = pred_x0_and_eps(out, xt, abar, ptype)
         assert close(a, x0) and close(b, eps)
-    with pytest.raises(ValueError, match="Unknown prediction_type 'noise'"): pred_x0_and_eps(eps, xt, abar, "noise")
+    with pytest.raises(ValueError, match="prediction_type must be one of 'epsilon', 'sample', 'v_prediction', got 'noise'"): pred_x0_and_eps(eps, xt, abar, "noise")
 
 
 # ---------------------------------------------------------------- DDPM step
@@ -271,9 +271,9 @@ def test_randn_matches_torch_and_diffusers():
 
 @pytest.mark.parametrize("cls", [DDPMScheduler, DDIMScheduler])
 @pytest.mark.parametrize("kw, exc, message", [
-    (dict(beta_schedule="cosin"), ValueError, "Unknown beta_schedule 'cosin': choose one of 'linear'"),
-    (dict(prediction_type="noise"), ValueError, "Unknown prediction_type 'noise': choose one of 'epsilon', 'sample', 'v_prediction'"),
-    (dict(timestep_spacing="uniform"), ValueError, "Unknown timestep_spacing 'uniform'"),
+    (dict(beta_schedule="cosin"), ValueError, "beta_schedule must be one of 'linear'.*, got 'cosin'"),
+    (dict(prediction_type="noise"), ValueError, "prediction_type must be one of 'epsilon', 'sample', 'v_prediction', got 'noise'"),
+    (dict(timestep_spacing="uniform"), ValueError, "timestep_spacing must be one of .*, got 'uniform'"),
     (dict(num_train_timesteps=0), ValueError, "num_train_timesteps must be a positive integer"),
     (dict(betas=[0.1]), TypeError, "unexpected keyword argument 'betas'")])
 def test_bad_constructor_arguments(cls, kw, exc, message):
@@ -281,13 +281,13 @@ def test_bad_constructor_arguments(cls, kw, exc, message):
 
 
 def test_bad_variance_type():
-    with pytest.raises(ValueError, match="Unknown variance_type 'learned'"): DDPMScheduler(variance_type="learned")
+    with pytest.raises(ValueError, match="variance_type must be one of .*, got 'learned'"): DDPMScheduler(variance_type="learned")
 
 
 @pytest.mark.parametrize("cls", [DDPMScheduler, DDIMScheduler])
 @pytest.mark.parametrize("n", [1001, 0, -3, 2.5, True])
 def test_bad_num_inference_steps(cls, n):
-    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to num_train_timesteps=1000"):
+    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to 1000"):
         cls().set_timesteps(n)
 
 
