@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['BETA_SCHEDULES', 'PREDICTION_TYPES', 'TIMESTEP_SPACINGS', 'linear_betas', 'scaled_linear_betas', 'cosine_betas',
            'sigmoid_betas', 'make_betas', 'corrupt', 'SimpleScheduler', 'noise_step_by_step', 'pred_x0_and_eps',
-           'prediction_target', 'alpha_bar', 'snr', 'SchedulerOutput', 'randn', 'NoiseScheduler', 'DDPMScheduler',
-           'DDIMScheduler', 'OracleDenoiser']
+           'prediction_target', 'alpha_bar', 'snr', 'SchedulerOutput', 'randn', 'NoiseScheduler', 'DDPMFromScratch',
+           'DDIMFromScratch', 'OracleDenoiser']
 
 # %% ../nbs/lib/10_schedulers.ipynb #59c97a2e
 import math
@@ -231,7 +231,7 @@ class NoiseScheduler:
 
 
 # %% ../nbs/lib/10_schedulers.ipynb #9962721e
-class DDPMScheduler(NoiseScheduler):
+class DDPMFromScratch(NoiseScheduler):
     "Denoising diffusion probabilistic models (Ho et al. 2020): sample the Gaussian posterior at each step."
     def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
                  beta_schedule:str="linear",
@@ -272,7 +272,7 @@ class DDPMScheduler(NoiseScheduler):
 
 
 # %% ../nbs/lib/10_schedulers.ipynb #053ad3d3
-class DDIMScheduler(NoiseScheduler):
+class DDIMFromScratch(NoiseScheduler):
     "Denoising diffusion implicit models (Song et al. 2021): deterministic (η = 0) or stochastic steps."
     def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
                  beta_schedule:str="linear",

@@ -274,7 +274,7 @@ def test_sample_grid_guidance_and_errors(sched):
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMScheduler, gb_schedulers.DDPMScheduler])
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMFromScratch, gb_schedulers.DDPMFromScratch])
 def test_objective_adapter_with_an_oracle(objective, scheduler_cls):
     "If every image is the same picture c, the ideal model predicts it exactly; sampling must then return c."
     sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False, prediction_type="v_prediction")
