@@ -219,10 +219,19 @@ def init_ddpm(model:nn.Module, # A diffusers `UNet2DModel` (or anything with its
     return model
 
 # %% ../nbs/lib/00_core.ipynb #f505f764
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for linters and editors only; at run time `__getattr__` imports each name on first use
+    from genaibook.audio import (generate_long_audio, get_speaker_embeddings, spectrogram_from_image,
+                                 wav_bytes_from_spectrogram_image, waveform_from_spectrogram)
+    from genaibook.perf import measure_latency_and_memory_use
+    from genaibook.viz import (get_grid, image_grid, plot_noise_and_denoise, plot_scheduler, show_image, show_images,
+                               subplots)
+
 _all_ = ["show_image", "subplots", "get_grid", "show_images", "image_grid", "plot_scheduler", "plot_noise_and_denoise",
          "measure_latency_and_memory_use", "spectrogram_from_image", "waveform_from_spectrogram",
          "wav_bytes_from_spectrogram_image", "generate_long_audio", "get_speaker_embeddings"]
-_HOMES = ("genaibook.viz", "genaibook.perf", "genaibook.audio")  # where the names in `_all_` are defined
+_HOMES = ("genaibook.perf", "genaibook.audio", "genaibook.viz")  # where `_all_` is defined; light ones first
 
 def __getattr__(name):
     "Import a re-exported helper from its home module on first use."

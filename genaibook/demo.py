@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .stable_diffusion import generate_images
+from .core import check_int
 from .metrics import FASHION_CLASSES
+from .stable_diffusion import generate_images
 
 # %% ../nbs/lib/15_demo.ipynb #6a3efe3a
 def gradio():
@@ -41,12 +42,10 @@ def build_hello_demo(): # A `gr.Interface`; call `.launch()` to serve it
 
 # %% ../nbs/lib/15_demo.ipynb #a397b8e4
 def _whole(value, name:str, low:int, high:int|None=None)->int:
-    "A widget's number as an int in [low, high], or a clear error."
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and float(value).is_integer()
-    if not ok or value < low or (high is not None and value > high):
-        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _ui_error(f"{name} must be a whole number {allowed}, got {value!r}")
-    return int(value)
+    "A widget's number (sliders send floats such as 30.0) as an int in [low, high], or an error the app shows."
+    if isinstance(value, (float, np.floating)) and float(value).is_integer(): value = int(value)
+    try: return check_int(name, value, low, high)
+    except ValueError as e: raise _ui_error(str(e)) from None
 
 def _seed(seed)->int:
     "The seed from a number box; empty (None or '') draws a random one."
@@ -106,20 +105,16 @@ def images_to_grid(images, # [N, C, H, W] (C = 1 or 3) or [N, H, W] images in [0
                    padding:int=2, # White pixels between images
                   )->Image.Image: # One RGB image
     "A batch of images as one PIL grid."
-    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    if x.ndim == 3: x = x[:, None]
-    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
-        raise ValueError(f"images must be a non-empty [N, 1 or 3, H, W] or [N, H, W] batch, got shape {tuple(x.shape)}")
-    from torchvision.utils import make_grid
-    grid = make_grid(x.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)  # [3, H', W']
-    im = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+    from genaibook.viz import tensor_grid, tensor_to_pil  # here: `import genaibook.demo` need not load matplotlib
+    scale = check_int("scale", scale)
+    im = tensor_to_pil(tensor_grid(images, nrow=nrow, padding=padding, pad_value=1.0))
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
 
 def _class_id(value, class_names)->int:
     "A class name (or id) from the dropdown as a class id, or a clear error."
     if isinstance(value, str) and value in class_names: return list(class_names).index(value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(class_names): return int(value)
-    raise _ui_error(f"unknown class {value!r}: pick one of {', '.join(class_names)}")
+    try: return check_int("class", value, 0, len(class_names) - 1)
+    except ValueError: raise _ui_error(f"unknown class {value!r}: pick one of {', '.join(class_names)}") from None
 
 # %% ../nbs/lib/15_demo.ipynb #2ddecdc9
 def _check_class_names(class_names)->tuple:

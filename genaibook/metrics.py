@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .core import get_device, set_seed
+from .core import check_choice, check_int, get_device, set_seed
 
 # %% ../nbs/lib/13_metrics.ipynb #fec33130
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -42,10 +42,8 @@ def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "
                                dtype:str="float", # "float": float32 in [0, 1]; "uint8": the raw 0-255 pixels
                               )->tuple[torch.Tensor, torch.Tensor]: # images [N, 1, 28, 28] and int64 labels [N]
     "The real Fashion-MNIST `split` as tensors, from `load_dataset('zalando-datasets/fashion_mnist')`."
-    if split not in ("train", "test"): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if dtype not in ("float", "uint8"): raise ValueError(f"dtype must be 'float' or 'uint8', got {dtype!r}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive integer or None, got {n!r}")
+    check_choice("split", split, ("train", "test")); check_choice("dtype", dtype, ("float", "uint8"))
+    n = check_int("n", n, none_ok=True)
     images, labels = _decoded_split(split, n)
     images = images.float() / 255 if dtype == "float" else images.clone()
     return images, labels.clone()
@@ -117,16 +115,13 @@ def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) backgro
     return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols][:, None]
 
 # %% ../nbs/lib/13_metrics.ipynb #1d9b0bae
-def _check_positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
 @torch.no_grad()
 def predict_classes(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
                     classifier:nn.Module|None=None, # Defaults to the shipped `fashion_classifier()`
                     batch_size:int=256, # Images per forward pass
                    )->torch.Tensor: # int64 class indices [N], on the CPU
     "The class the classifier picks for each image (see `FASHION_CLASSES` for the names)."
-    _check_positive("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     classifier = fashion_classifier() if classifier is None else classifier
     device = next(classifier.parameters()).device
     preds = [classifier(prepare_images(images[i:i + batch_size]).to(device)).argmax(1).cpu()
@@ -172,7 +167,7 @@ def train_fashion_classifier(epochs:int=3, # Passes over the training images
                              device=None, # Defaults to `get_device()`
                             )->tuple[FashionClassifier, dict]: # the model in eval mode, and a log
     "Train a `FashionClassifier` on the real Fashion-MNIST training split; the log has the test accuracy and the timings."
-    _check_positive("epochs", epochs); _check_positive("batch_size", batch_size)
+    epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
     device = torch.device(device) if device is not None else get_device()
     set_seed(seed); g = torch.Generator().manual_seed(seed)
     x, y = load_fashion_mnist_tensors("train", n=n_train, dtype="uint8")
@@ -239,8 +234,7 @@ def _inception_fid(device):
 
 def _fid_metric(features, classifier, device):
     "A torchmetrics FrechetInceptionDistance that keeps its real statistics across `reset()`."
-    if features == "inception": return _inception_fid(device), True
-    if features != "fashion": raise ValueError(f"features must be 'fashion' or 'inception', got {features!r}")
+    if check_choice("features", features, ("fashion", "inception")) == "inception": return _inception_fid(device), True
     from torchmetrics.image.fid import FrechetInceptionDistance
     classifier = fashion_classifier(device) if classifier is None else classifier
     extractor = _ClassifierFeatures(classifier)
@@ -256,7 +250,7 @@ class FID:
                  batch_size:int=256, # Images per forward pass
                  device=None, # Defaults to the classifier's device, or `get_device()`
                 ):
-        _check_positive("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size)
         if classifier is not None and device is None: device = next(classifier.parameters()).device
         self.device = torch.device(device) if device is not None else get_device()
         self.features, self.batch_size = features, batch_size

@@ -11,14 +11,9 @@ import time
 
 import torch
 
-from .core import set_seed
+from .core import check_int, set_seed
 
 # %% ../nbs/lib/02_perf.ipynb #1a3876de
-def _check_loops(nb_loops)->int:
-    if isinstance(nb_loops, bool) or not isinstance(nb_loops, int) or nb_loops < 1:
-        raise ValueError(f"nb_loops must be a positive integer, got {nb_loops!r}")
-    return nb_loops
-
 def _time_cuda(run, device:torch.device)->tuple[float, float]:
     "Seconds and peak GB of `run()` on a CUDA device, measured with CUDA events."
     torch.cuda.reset_peak_memory_stats(device)
@@ -42,7 +37,7 @@ def measure_latency_and_memory_use(pipeline, # Any callable: a transformers/diff
                                   )->tuple[float, float|None]: # (seconds per call, peak GB or None off CUDA)
     "Time `pipeline(inputs)` over `nb_loops` seeded calls and report seconds per call and peak GPU memory."
     if not callable(pipeline): raise TypeError(f"pipeline must be callable, got {type(pipeline).__name__}")
-    nb_loops, device = _check_loops(nb_loops), torch.device(device)
+    nb_loops, device = check_int("nb_loops", nb_loops), torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device is CUDA but no CUDA GPU is visible: pass the device your pipeline runs on (get_device())")
     def run():

@@ -15,7 +15,7 @@ import torch
 from matplotlib import pyplot as plt
 from matplotlib.font_manager import FontProperties, findfont, get_font
 
-from .core import in_test
+from .core import check_int, in_test
 from .offline import is_twin, twin_notice
 
 # %% ../nbs/lib/07_text.ipynb #c009
@@ -39,7 +39,7 @@ def top_next_tokens(model, # A causal LM
                     k:int=10, # How many candidates to list
                    )->pd.DataFrame: # Columns token, id, probability; the most likely first
     "The `k` most likely next tokens of `prompt`, with their ids and probabilities."
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"k must be a positive int, got {k!r}")
+    k = check_int("k", k)
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
     logits, _ = next_token_logits(model, input_ids, use_cache=False)
     probs, ids = logits[0].softmax(dim=-1).topk(min(k, logits.shape[-1]))
@@ -70,8 +70,7 @@ def _check_sampling_args(temperature, top_k, top_p):
     "Raise a clear ValueError for a temperature, top_k or top_p that sampling cannot use."
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0, got {temperature!r} (for greedy decoding pass do_sample=False)")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"top_k must be an int >= 1, or 0 or None to turn Top-K off (as in model.generate), got {top_k!r}")
+    check_int("top_k", top_k, low=0, none_ok=True)  # 0 and None turn Top-K off, as in model.generate
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1], or None to turn Top-p off, got {top_p!r}")
 
@@ -147,8 +146,9 @@ def _check_input_ids(input_ids, max_length):
         raise ValueError(f"input_ids must be 2-D [batch, length] and non-empty, got shape {tuple(input_ids.shape)}; "
                          "for one sequence use input_ids[None]")
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool: raise TypeError(f"input_ids must hold integer ids, got {input_ids.dtype}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= input_ids.shape[1]:
-        raise ValueError(f"max_length counts the prompt: it must be an int greater than the prompt's {input_ids.shape[1]} tokens, got {max_length!r}")
+    if check_int("max_length", max_length) <= input_ids.shape[1]:
+        raise ValueError(f"max_length counts the prompt: it must be greater than the prompt's "
+                         f"{input_ids.shape[1]} tokens, got {max_length}")
 
 def _stop_ids(model, tokenizer)->list[int]:
     "The end-of-sequence ids: the model's generation config first, then the tokenizer's."

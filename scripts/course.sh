@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The course's entry points, as the README gives them. Each sets up .venv on first use, then:
 #   bash scripts/course.sh run [genaibook_course options]   run every notebook's CPU path offline; copies in _run/
+#                                                           (e.g. --only 04_ lib/ to run some; --help lists them)
 #   bash scripts/course.sh test                             the whole test suite (what CI runs)
 #   bash scripts/course.sh setup                            only the environment and the offline cache
 # Environment: GENAIBOOK_VENV (default .venv), PYTHON (default python3.11, else python3),
@@ -88,9 +89,14 @@ test_all() {
   # one thread per process: nbdev_test runs two workers on two cores, and oversubscription slows small ops 20-50x
   export VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" OMP_NUM_THREADS=1
   stage "notebooks are clean (nbdev_clean)" check_unchanged_by "nbdev_clean changed notebooks" nbdev_clean -- nbs
+  stage "notebook outputs are scrubbed (genaibook_course --scrub)" \
+    check_unchanged_by "genaibook_course --scrub changed notebooks" genaibook_course --scrub -- nbs
   stage "package in sync (nbdev_export)" check_unchanged_by "nbdev_export changed the package" nbdev_export -- genaibook
   stage "lint exported code (ruff)" ruff check --select F401,F403,F405,F811,F821,E9 genaibook
   stage "notebooks execute (nbdev_test, CPU flags)" nbdev_test --n_workers 2 --timing
+  # the library notebooks again, as the course runs them (cpu mode, all cores): catches what only the cpu path breaks
+  stage "library notebooks in cpu mode (genaibook_course)" \
+    env -u OMP_NUM_THREADS genaibook_course --mode cpu --only lib/ --out _ci/lib-cpu
   stage "docs pre-processing (nbdev_proc_nbs)" python scripts/proc_docs.py
   stage "pytest" run_pytest
   log "stage timings"; printf '%s' "$timings"

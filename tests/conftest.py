@@ -1,9 +1,23 @@
-"Shared fixtures: a headless matplotlib, no network, and a small HTTP server on loopback for load_image."
+"""Shared fixtures and helpers: a headless matplotlib, no network, a small HTTP server on loopback for load_image, the
+Stable Diffusion twin pipeline, the list of notebooks, and a fresh interpreter for import checks.
+
+Where a check belongs:
+- A notebook cell asserts what it demonstrates (demo-then-assert): fast checks, right after the code they exercise,
+  that document how the API is used.
+- tests/ holds edge cases, bad inputs and their messages, regressions, and the slower numeric comparisons (against
+  diffusers or transformers, over many seeds or settings), which would only clutter a lesson.
+- bench/ holds speed and quality measurements (import time, steps per second, FID against training time). Their numbers
+  are recorded in bench/results and quoted in the chapters; tests never assert them, because they depend on the machine.
+"""
+import ast
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests never reach the Hub: they read the seeded stand-in cache. Set before any Hugging Face library is imported.
@@ -18,6 +32,25 @@ import huggingface_hub  # noqa: E402,F401
 import matplotlib.pyplot as plt
 import pytest
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p for p in (ROOT/"nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def run_python(code:str, timeout:float=120) -> subprocess.CompletedProcess:
+    "Run `code` in a fresh interpreter that sees this checkout's package, with no GPU and no network."
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           **{k: os.environ[k] for k in ("HOME",) if k in os.environ}}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)
+
+
+def modules_loaded_by(statement:str, modules) -> list[str]:
+    "Which of `modules` are in `sys.modules` after running `statement` (an import) in a fresh interpreter."
+    r = run_python(f"import sys; {statement}; print(sorted(m for m in {sorted(modules)!r} if m in sys.modules))")
+    assert r.returncode == 0, r.stderr
+    return ast.literal_eval(r.stdout.strip().splitlines()[-1])
 
 
 def png_bytes(size=(40, 30), color=(200, 30, 30)) -> bytes:
@@ -75,3 +108,14 @@ def clean_env(monkeypatch):
     "No GENAIBOOK_* or IN_TEST variables, whatever the outer environment sets."
     for k in ("GENAIBOOK_MODE", "GENAIBOOK_DEVICE", "IN_TEST"): monkeypatch.delenv(k, raising=False)
     return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def pipe(offline_home):
+    "The Stable Diffusion 1.5 twin (the real architecture, tiny random weights), one per test module, no progress bars."
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    diffusers_logging.set_verbosity_error()
+    p = StableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    p.set_progress_bar_config(disable=True)
+    return p

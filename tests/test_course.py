@@ -2,7 +2,10 @@
 import nbformat
 import pytest
 
-from genaibook.course import cell_directives, find_notebooks, main, run_course, run_notebook, should_skip
+from pathlib import Path
+
+from genaibook.course import (SKIPPED_NOTE, cell_directives, find_notebooks, main, run_course, run_notebook,
+                              scrub_outputs, should_skip)
 
 
 def write_nb(path, *sources):
@@ -61,3 +64,52 @@ def test_run_course_errors(tmp_path):
     with pytest.raises(ValueError, match="mode must be one of"): run_course(tmp_path, mode="huge")
     write_nb(tmp_path/"a.ipynb", "1")
     with pytest.raises(FileNotFoundError, match="No notebook under"): run_course(tmp_path, only=["zzz"])
+
+
+def test_inplace_run_replaces_outputs_and_leaves_skipped_cells_empty(tmp_path):
+    nb = write_nb(tmp_path/"nbs/01_a.ipynb", "print(6 * 7)", "#| eval: false\nprint('never')")
+    stale = nbformat.read(nb, as_version=4)
+    stale.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="stale error\n")]
+    nbformat.write(stale, nb)
+    assert main(["--nbs", str(tmp_path/"nbs"), "--mode", "tiny", "--inplace"]) == 0
+    cells = nbformat.read(nb, as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "42\n" and cells[1].outputs == []
+    assert not (tmp_path/"_run").exists()
+
+
+def _stream(text, name="stderr"): return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Found the latest cached dataset configuration 'mnist' at /x/y (last modified)\nok\n", "ok\n"),
+    ("/tmp/ipykernel_5571/1889708042.py:10: UserWarning: few images\n  return {...}\nafter\n",
+     "UserWarning: few images\nafter\n"),
+    ("training:  40%|████      | 4/10 [00:01<00:02,  2.9step/s]\rtraining: 100%|██████████| 10/10 [00:03<00:00]\n", None),
+    (f"{Path.home()}/data ready\n", "~/data ready\n"),
+    ("plain text stays\n", "plain text stays\n")])
+def test_scrub_stream_outputs(text, expected):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[_stream(text)])])
+    scrub_outputs(nb)
+    outs = nb.cells[0].outputs
+    assert (outs[0]["text"] if outs else None) == expected
+
+
+def test_scrub_drops_widgets_and_empty_results_but_keeps_figures():
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "bar"}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": ""}, execution_count=1), figure]),
+        nbformat.v4.new_markdown_cell("/root/ in markdown is not an output")])
+    assert scrub_outputs(nb) == 2
+    assert nb.cells[0].outputs == [figure] and scrub_outputs(nb) == 0
+
+
+def test_scrub_cli_rewrites_only_changed_notebooks(tmp_path, capsys):
+    clean = write_nb(tmp_path/"nbs/a.ipynb", "1")
+    dirty = tmp_path/"nbs/b.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[_stream("Loading weights: 100%\n")])]), dirty)
+    before = clean.stat().st_mtime_ns
+    assert main(["--nbs", str(tmp_path/"nbs"), "--scrub"]) == 0
+    assert "scrubbed" in capsys.readouterr().out and clean.stat().st_mtime_ns == before
+    assert nbformat.read(dirty, as_version=4).cells[0].outputs == []
+    assert SKIPPED_NOTE.startswith("[skipped")

@@ -4,11 +4,10 @@ from them is missing (CI failed that way on `17_diffusion`). Keep imports in cel
 self-contained cell `#| exec_doc`."""
 import ast
 import json
-from pathlib import Path
 
 import pytest
 
-NBS = sorted(p for p in (Path(__file__).parents[1] / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+from conftest import NOTEBOOKS
 SHOWN = {"export", "exports", "exporti", "exec_doc"}
 
 
@@ -36,7 +35,7 @@ def test_rule_matches_nbdev():
     assert directives("#| export\n#| echo: false\nx=1") == {"export", "echo"}
 
 
-@pytest.mark.parametrize("nb", NBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_cell_mixes_imports_with_code(nb):
     cells = json.loads(nb.read_text())["cells"]
     bad = [i for i, c in enumerate(cells) if c["cell_type"] == "code"

@@ -28,7 +28,10 @@ def test_load_tensors(real):
     assert y.shape == (1000,) and y.dtype == torch.int64 and set(y.tolist()) == set(range(10))
     xu, yu = load_fashion_mnist_tensors("test", n=10, dtype="uint8")
     assert xu.dtype == torch.uint8 and torch.equal(xu.float() / 255, x[:10]) and torch.equal(yu, y[:10])
-    with pytest.raises(ValueError, match="'train' or 'test'"): load_fashion_mnist_tensors("valid")
+    with pytest.raises(ValueError, match="split must be one of 'train', 'test', got 'valid'"):
+        load_fashion_mnist_tensors("valid")
+    with pytest.raises(ValueError, match="dtype must be one of 'float', 'uint8'"):
+        load_fashion_mnist_tensors("test", dtype="int")
     with pytest.raises(ValueError, match="positive integer"): load_fashion_mnist_tensors("test", n=0)
 
 
@@ -117,7 +120,8 @@ def test_fid_too_few_samples(real, n_real, n_fake, which):
 
 
 def test_fid_bad_features(real):
-    with pytest.raises(ValueError, match="'fashion' or 'inception'"): fid(real[0][:4], real[0][:4], features="clip")
+    with pytest.raises(ValueError, match="features must be one of 'fashion', 'inception', got 'clip'"):
+        fid(real[0][:4], real[0][:4], features="clip")
 
 
 @pytest.mark.parametrize("call", [lambda x: predict_classes(x, batch_size=0), lambda x: FID(x, batch_size=2.5),

@@ -194,7 +194,7 @@ def test_batch_pads_finished_rows_and_stops_when_all_end():
     (dict(temperature=0, do_sample=True), ValueError, "temperature must be a number > 0"),
     (dict(temperature=-0.5), ValueError, "do_sample=False"),
     (dict(temperature="hot"), ValueError, "temperature"),
-    (dict(top_k=-3), ValueError, "top_k must be an int >= 1"),
+    (dict(top_k=-3), ValueError, "top_k must be a non-negative integer or None, got -3"),
     (dict(top_k=2.5), ValueError, "top_k"),
     (dict(top_k=True), ValueError, "top_k"),
     (dict(top_p=0.0), ValueError, "top_p must be a number in (0, 1]"),
