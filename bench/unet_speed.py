@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 
-from genaibook.unets import SmallUNet
+from genaibook.unets import SmallUNet, train_step_fn
 
 RESULTS = Path(__file__).parent/"results"/"unet_speed.json"
 
@@ -36,22 +36,13 @@ PAIRS = {  # name: (SmallUNet kwargs, UNet2DModel factory); parameter counts wit
 }
 
 
-def step_fn(model, size, batch_size):
-    x, t, y = torch.randn(batch_size, 1, size, size), torch.randint(0, 1000, (batch_size,)), torch.randint(0, 10, (batch_size,))
-    def step():
-        out = model(x, t, class_labels=y)
-        getattr(out, "sample", out).pow(2).mean().backward()
-        model.zero_grad(set_to_none=True)
-    return step
-
-
 def measure(rounds=3, steps=2, batch_size=64):
     torch.manual_seed(0)
     rows = []
     for name, (ours_kw, theirs) in PAIRS.items():
         models = {"SmallUNet": SmallUNet(num_classes=10, **ours_kw), "UNet2DModel": theirs()}
         for size in (28, 32):
-            steps_fns = {k: step_fn(m, size, batch_size) for k, m in models.items()}
+            steps_fns = {k: train_step_fn(m, size, batch_size, num_classes=10) for k, m in models.items()}
             for f in steps_fns.values(): f()  # warm-up
             times, cpu = {k: [] for k in models}, {k: [] for k in models}
             for _ in range(rounds):

@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['BOOK_CHANNELS', 'IMAGE_SIZE', 'OUTPUTS', 'conv_block', 'conv_transpose_block', 'check_images', 'Encoder', 'Decoder',
-           'AutoEncoder', 'n_params', 'VAEEncoder', 'VAE', 'vae_loss', 'images_of', 'ae_loss', 'VAELoss',
-           'encode_dataset', 'Standardize', 'train_probe', 'probe_accuracy', 'FrozenEncoderClassifier', 'conv_macs']
+           'AutoEncoder', 'n_params', 'VAEEncoder', 'VAE', 'vae_loss', 'ae_loss', 'VAELoss', 'encode_dataset',
+           'Standardize', 'train_probe', 'probe_accuracy', 'FrozenEncoderClassifier', 'conv_macs']
 
 # %% ../nbs/lib/09_autoencoders.ipynb #99233ded
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .train import split_batch
+from .core import check_int
 
 # %% ../nbs/lib/09_autoencoders.ipynb #a6f8db67
 def conv_block(in_channels:int, # Channels of the input feature map
@@ -52,9 +55,7 @@ def _check_channels(channels)->tuple:
     return channels
 
 def _check_latent_dims(latent_dims)->int:
-    if isinstance(latent_dims, bool) or not isinstance(latent_dims, int) or latent_dims < 1:
-        raise ValueError(f"latent_dims must be a positive integer, got {latent_dims!r}")
-    return latent_dims
+    return check_int("latent_dims", latent_dims)
 
 def check_images(x:torch.Tensor, # The batch given to an encoder
                  in_channels:int, # The channels the encoder was built for
@@ -217,21 +218,11 @@ def vae_loss(batch:torch.Tensor, # [N, C, H, W] original images
     return loss, reconstruction_loss, kl_loss
 
 # %% ../nbs/lib/09_autoencoders.ipynb #8040d8f1
-def images_of(batch)->torch.Tensor:
-    "The image tensor in a batch: the batch itself, the first item of a tuple/list, or the 'image' entry of a dict."
-    if isinstance(batch, torch.Tensor): return batch
-    if isinstance(batch, dict):
-        for key in ("image", "images", "pixel_values"):
-            if key in batch: return batch[key]
-        raise KeyError(f"no images in this batch: expected an 'image' key, got keys {sorted(batch)}")
-    if isinstance(batch, (tuple, list)) and batch: return batch[0]
-    raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}")
-
 def ae_loss(model:nn.Module, # An `AutoEncoder` (anything that maps images to images)
             batch, # Images, (images, labels), or {"image": images, ...}
            )->torch.Tensor:
     "Mean squared error between the images and their reconstruction, in the Learner's `loss_fn(model, batch)` form."
-    x = images_of(batch)
+    x = split_batch(batch)[0]
     return F.mse_loss(model(x), x)
 
 class VAELoss:
@@ -241,7 +232,7 @@ class VAELoss:
         self.kl_weight = kl_weight
 
     def __call__(self, model, batch)->dict:
-        x = images_of(batch)
+        x = split_batch(batch)[0]
         reconstructed, mu, logvar = model(x)
         loss, rec, kl = vae_loss(x, reconstructed, mu, logvar, self.kl_weight)
         return {"loss": loss, "reconstruction_loss": rec.mean().detach(), "kl_loss": kl.mean().detach()}
@@ -265,7 +256,7 @@ def encode_dataset(model:nn.Module, # An `AutoEncoder`, `VAE` (its means are use
     encode = getattr(model, "encode", model)
     zs, ys = [], []
     for batch in dataloader:
-        z = encode(images_of(batch).to(device))
+        z = encode(split_batch(batch)[0].to(device))
         zs.append((z[0] if isinstance(z, tuple) else z).float().cpu())
         if (y := _labels_of(batch)) is not None: ys.append(torch.as_tensor(y).cpu())
     return torch.cat(zs), (torch.cat(ys) if ys else None)

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['BETA_SCHEDULES', 'PREDICTION_TYPES', 'TIMESTEP_SPACINGS', 'linear_betas', 'scaled_linear_betas', 'cosine_betas',
            'sigmoid_betas', 'make_betas', 'corrupt', 'SimpleScheduler', 'noise_step_by_step', 'pred_x0_and_eps',
-           'SchedulerOutput', 'randn', 'NoiseScheduler', 'DDPMScheduler', 'DDIMScheduler', 'OracleDenoiser']
+           'prediction_target', 'alpha_bar', 'snr', 'SchedulerOutput', 'randn', 'NoiseScheduler', 'DDPMFromScratch',
+           'DDIMFromScratch', 'OracleDenoiser']
 
 # %% ../nbs/lib/10_schedulers.ipynb #59c97a2e
 import math
@@ -15,6 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from torch import nn
+
+from .core import check_choice, check_int
+
 
 # %% ../nbs/lib/10_schedulers.ipynb #1f3932ac
 def linear_betas(num_train_timesteps:int=1000, # T, the number of training timesteps
@@ -50,9 +54,6 @@ def sigmoid_betas(num_train_timesteps:int=1000, # T, the number of training time
 # %% ../nbs/lib/10_schedulers.ipynb #2a394cc7
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
-def _check_choice(name:str, value, choices):
-    if value not in choices: raise ValueError(f"Unknown {name} {value!r}: choose one of {', '.join(map(repr, choices))}")
-
 def make_betas(beta_schedule:str="linear", # One of `BETA_SCHEDULES`, or "cosine"
                num_train_timesteps:int=1000, # T, the number of training timesteps
                beta_start:float=1e-4, # First β (linear, scaled_linear, sigmoid)
@@ -60,12 +61,12 @@ def make_betas(beta_schedule:str="linear", # One of `BETA_SCHEDULES`, or "cosine
               )->torch.Tensor: # [T] float32
     "The betas of a named schedule."
     if beta_schedule == "cosine": beta_schedule = "squaredcos_cap_v2"
-    _check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
-    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
-        raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps!r}")
+    check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
+    check_int("num_train_timesteps", num_train_timesteps)
     if beta_schedule == "squaredcos_cap_v2": return cosine_betas(num_train_timesteps)
     fn = {"linear": linear_betas, "scaled_linear": scaled_linear_betas, "sigmoid": sigmoid_betas}[beta_schedule]
     return fn(num_train_timesteps, beta_start, beta_end)
+
 
 # %% ../nbs/lib/10_schedulers.ipynb #98c1a0b0
 def corrupt(x:torch.Tensor, # Clean images [B, C, H, W]
@@ -107,11 +108,47 @@ def pred_x0_and_eps(model_output:torch.Tensor, # What the network returned
                     prediction_type:str="epsilon", # One of `PREDICTION_TYPES`
                    )->tuple[torch.Tensor, torch.Tensor]: # (x̂_0, ε̂)
     "The clean sample and the noise implied by a model output, for each prediction type."
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     a, b = alpha_prod_t ** 0.5, (1 - alpha_prod_t) ** 0.5
     if prediction_type == "epsilon": return (sample - b * model_output) / a, model_output
     if prediction_type == "sample": return model_output, (sample - a * model_output) / b
-    if prediction_type == "v_prediction": return a * sample - b * model_output, a * model_output + b * sample
-    raise ValueError(f"Unknown prediction_type {prediction_type!r}: choose one of {', '.join(map(repr, PREDICTION_TYPES))}")
+    return a * sample - b * model_output, a * model_output + b * sample
+
+def prediction_target(x0:torch.Tensor, # The clean sample
+                      noise:torch.Tensor, # The noise ε in x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε
+                      alpha_prod_t, # ᾱ_t: a number or a tensor that broadcasts against `x0`
+                      prediction_type:str="epsilon", # One of `PREDICTION_TYPES`
+                     )->torch.Tensor: # ε, x_0 or v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0
+    "What a model of `prediction_type` should output for x_t: the inverse of `pred_x0_and_eps`."
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    if prediction_type == "epsilon": return noise
+    if prediction_type == "sample": return x0
+    return alpha_prod_t ** 0.5 * noise - (1 - alpha_prod_t) ** 0.5 * x0
+
+
+# %% ../nbs/lib/10_schedulers.ipynb #f844ce0a
+def alpha_bar(scheduler, # Has `alphas_cumprod`: ours, or one of diffusers' DDPM-family schedulers
+              timesteps, # Integer timesteps: an int, a 0-d tensor or one per sample [B]
+              like:torch.Tensor|None=None, # Shape the result to broadcast against this [B, ...] batch, on its device
+             )->torch.Tensor: # ᾱ_t, [B, 1, ..., 1] with `like` (else shaped like `timesteps`)
+    "ᾱ at `timesteps`, checked, in float32 (float64 when `like` is), ready to broadcast."
+    abar = getattr(scheduler, "alphas_cumprod", None)
+    if abar is None: raise TypeError(f"{type(scheduler).__name__} has no alphas_cumprod: this needs a DDPM-family scheduler")
+    t = torch.as_tensor(timesteps, device=like.device if like is not None else None)
+    if t.is_floating_point(): raise TypeError("timesteps must be integers, e.g. torch.linspace(0, 999, 8).long()")
+    T = len(abar)
+    if t.numel() and (t.min() < 0 or t.max() >= T): raise IndexError(f"timesteps must lie in [0, {T - 1}], got {t.tolist()}")
+    dtype = torch.float32 if like is None else torch.promote_types(like.dtype, torch.float32)
+    out = abar.to(device=t.device, dtype=dtype)[t]
+    return out if like is None else out.reshape(-1, *[1] * (like.ndim - 1))
+
+def snr(scheduler, # Has `alphas_cumprod`
+        timesteps, # Integer timesteps
+       )->torch.Tensor: # float32, shaped like `timesteps`
+    "The signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) at `timesteps`."
+    abar = alpha_bar(scheduler, timesteps)
+    return abar / (1 - abar)
+
 
 # %% ../nbs/lib/10_schedulers.ipynb #b36262fd
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
@@ -147,8 +184,8 @@ class NoiseScheduler:
                  timestep_spacing:str="leading", # How `set_timesteps` spaces the steps: one of `TIMESTEP_SPACINGS`
                  steps_offset:int=0, # Added to every timestep with "leading" spacing
                 ):
-        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-        _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         self.config = SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.betas = make_betas(beta_schedule, num_train_timesteps, beta_start, beta_end)  # [T]
         self.alphas = 1.0 - self.betas
@@ -159,64 +196,48 @@ class NoiseScheduler:
     def __len__(self): return self.config.num_train_timesteps
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self.config).items())})"
 
-# %% ../nbs/lib/10_schedulers.ipynb #f844ce0a
-def _abar(self, timesteps, x:torch.Tensor)->torch.Tensor: # ᾱ_t shaped [B, 1, 1, 1] (or [1, 1, 1, 1])
-    "ᾱ at `timesteps` (an int, or a tensor of integers), in x's dtype and device, ready to broadcast."
-    t = torch.as_tensor(timesteps, device=x.device)
-    if t.is_floating_point(): raise TypeError("timesteps must be integers, e.g. torch.linspace(0, 999, 8).long()")
-    T = self.config.num_train_timesteps
-    if t.numel() and (t.min() < 0 or t.max() >= T): raise IndexError(f"timesteps must lie in [0, {T - 1}], got {t.tolist()}")
-    return self.alphas_cumprod.to(device=x.device, dtype=x.dtype)[t].flatten().view(-1, *[1] * (x.ndim - 1))
+    def add_noise(self, original_samples:torch.Tensor, # x_0, [B, C, H, W]
+                  noise:torch.Tensor, # ε, same shape
+                  timesteps, # One timestep, or one per sample [B]
+                 )->torch.Tensor: # x_t
+        "Sample the forward process in one go: x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε."
+        abar = alpha_bar(self, timesteps, original_samples)
+        return (abar ** 0.5 * original_samples + (1 - abar) ** 0.5 * noise).to(original_samples.dtype)
 
-def _add_noise(self, original_samples:torch.Tensor, # x_0, [B, C, H, W]
-              noise:torch.Tensor, # ε, same shape
-              timesteps, # One timestep, or one per sample [B]
-             )->torch.Tensor: # x_t
-    "Sample the forward process in one go: x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε."
-    abar = self._abar(timesteps, original_samples)
-    return abar ** 0.5 * original_samples + (1 - abar) ** 0.5 * noise
+    def get_velocity(self, sample:torch.Tensor, # x_0 (diffusers calls it `sample`)
+                     noise:torch.Tensor, # ε
+                     timesteps, # One timestep, or one per sample [B]
+                    )->torch.Tensor: # v
+        "The v-prediction target v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0 (minus sign: see above)."
+        abar = alpha_bar(self, timesteps, sample)
+        return prediction_target(sample, noise, abar, "v_prediction").to(sample.dtype)
 
-def _get_velocity(self, sample:torch.Tensor, # x_0 (diffusers calls it `sample`)
-                 noise:torch.Tensor, # ε
-                 timesteps, # One timestep, or one per sample [B]
-                )->torch.Tensor: # v
-    "The v-prediction target v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0 (minus sign: see above)."
-    abar = self._abar(timesteps, sample)
-    return abar ** 0.5 * noise - (1 - abar) ** 0.5 * sample
+    def scale_model_input(self, sample:torch.Tensor, timestep=None)->torch.Tensor:
+        "DDPM and DDIM feed x_t to the model unscaled (other schedulers, like Euler's, rescale it)."
+        return sample
 
-def _scale_model_input(self, sample:torch.Tensor, timestep=None)->torch.Tensor:
-    "DDPM and DDIM feed x_t to the model unscaled (other schedulers, like Euler's, rescale it)."
-    return sample
+    def set_timesteps(self, num_inference_steps:int, # How many denoising steps to take, at most num_train_timesteps
+                      device=None, # Where to put `self.timesteps`
+                     ):
+        "Choose the `num_inference_steps` timesteps to sample with, in decreasing order."
+        T = self.config.num_train_timesteps  # a model trained on T timesteps cannot take more steps than that
+        n = check_int("num_inference_steps", num_inference_steps, low=1, high=T)
+        spacing = self.config.timestep_spacing
+        if spacing == "leading": ts = np.arange(n)[::-1] * (T // n) + self.config.steps_offset
+        elif spacing == "trailing": ts = np.round(np.arange(T, 0, -T / n)) - 1
+        else: ts = np.linspace(0, T - 1, n).round()[::-1]
+        self.num_inference_steps = n
+        self.timesteps = torch.from_numpy(ts.astype(np.int64).copy()).to(device)
 
-NoiseScheduler._abar, NoiseScheduler.add_noise, NoiseScheduler.get_velocity = _abar, _add_noise, _get_velocity
-NoiseScheduler.scale_model_input = _scale_model_input
-
-# %% ../nbs/lib/10_schedulers.ipynb #65cc82d9
-def _set_timesteps(self, num_inference_steps:int, # How many denoising steps to take, at most num_train_timesteps
-                  device=None, # Where to put `self.timesteps`
-                 ):
-    "Choose the `num_inference_steps` timesteps to sample with, in decreasing order."
-    T, n = self.config.num_train_timesteps, num_inference_steps
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= T:
-        raise ValueError(f"num_inference_steps must be an integer from 1 to num_train_timesteps={T}, got {n!r}: "
-                         f"a model trained on {T} timesteps cannot take more steps than that")
-    spacing = self.config.timestep_spacing
-    if spacing == "leading": ts = np.arange(n)[::-1] * (T // n) + self.config.steps_offset
-    elif spacing == "trailing": ts = np.round(np.arange(T, 0, -T / n)) - 1
-    else: ts = np.linspace(0, T - 1, n).round()[::-1]
-    self.num_inference_steps = int(n)
-    self.timesteps = torch.from_numpy(ts.astype(np.int64).copy()).to(device)
-
-NoiseScheduler.set_timesteps = _set_timesteps
 
 # %% ../nbs/lib/10_schedulers.ipynb #9962721e
-class DDPMScheduler(NoiseScheduler):
+class DDPMFromScratch(NoiseScheduler):
     "Denoising diffusion probabilistic models (Ho et al. 2020): sample the Gaussian posterior at each step."
     def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
                  beta_schedule:str="linear",
                  variance_type:str="fixed_small", # Posterior variance β̃_t ("fixed_small") or β_t ("fixed_large")
                  **kwargs): # Any other `NoiseScheduler` argument
-        _check_choice("variance_type", variance_type, ("fixed_small", "fixed_large"))
+        check_choice("variance_type", variance_type, ("fixed_small", "fixed_large"))
         super().__init__(num_train_timesteps, beta_start, beta_end, beta_schedule, **kwargs)
         self.config.variance_type = variance_type
 
@@ -228,31 +249,30 @@ class DDPMScheduler(NoiseScheduler):
         i = int(i[0, 0]) + 1
         return int(self.timesteps[i]) if i < len(self.timesteps) else -1
 
-# %% ../nbs/lib/10_schedulers.ipynb #23852570
-def _ddpm_step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
-               timestep, # The current timestep t (an int or a 0-d tensor)
-               sample:torch.Tensor, # x_t
-               generator:torch.Generator|None=None, # Seeded generator for the posterior noise
-               return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
-              )->SchedulerOutput:
-    "One DDPM step: x_{t'} = μ̃(x_t, x̂_0) + √(β̃)·z."
-    t = int(timestep); prev_t = self.previous_timestep(t)
-    abar_t = self.alphas_cumprod[t]
-    abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
-    alpha_t = abar_t / abar_prev  # α for the jump t -> t'
-    beta_t = 1 - alpha_t
-    x0, _ = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
-    if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
-    mean = (abar_prev ** 0.5 * beta_t) / (1 - abar_t) * x0 + alpha_t ** 0.5 * (1 - abar_prev) / (1 - abar_t) * sample
-    if t > 0:
-        var = beta_t if self.config.variance_type == "fixed_large" else ((1 - abar_prev) / (1 - abar_t) * beta_t).clamp(min=1e-20)
-        mean = mean + var ** 0.5 * randn(model_output.shape, generator, model_output.device, model_output.dtype)
-    return SchedulerOutput(mean, x0) if return_dict else (mean, x0)
+    def step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
+             timestep, # The current timestep t (an int or a 0-d tensor)
+             sample:torch.Tensor, # x_t
+             generator:torch.Generator|None=None, # Seeded generator for the posterior noise
+             return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
+            )->SchedulerOutput:
+        "One DDPM step: x_{t'} = μ̃(x_t, x̂_0) + √(β̃)·z."
+        t = int(timestep); prev_t = self.previous_timestep(t)
+        abar_t = self.alphas_cumprod[t]
+        abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+        alpha_t = abar_t / abar_prev  # α for the jump t -> t'
+        beta_t = 1 - alpha_t
+        x0, _ = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
+        if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        mean = (abar_prev ** 0.5 * beta_t) / (1 - abar_t) * x0 + alpha_t ** 0.5 * (1 - abar_prev) / (1 - abar_t) * sample
+        if t > 0:
+            fixed_small = ((1 - abar_prev) / (1 - abar_t) * beta_t).clamp(min=1e-20)
+            var = beta_t if self.config.variance_type == "fixed_large" else fixed_small
+            mean = mean + var ** 0.5 * randn(model_output.shape, generator, model_output.device, model_output.dtype)
+        return SchedulerOutput(mean, x0) if return_dict else (mean, x0)
 
-DDPMScheduler.step = _ddpm_step
 
 # %% ../nbs/lib/10_schedulers.ipynb #053ad3d3
-class DDIMScheduler(NoiseScheduler):
+class DDIMFromScratch(NoiseScheduler):
     "Denoising diffusion implicit models (Song et al. 2021): deterministic (η = 0) or stochastic steps."
     def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
                  beta_schedule:str="linear",
@@ -262,27 +282,26 @@ class DDIMScheduler(NoiseScheduler):
         self.config.set_alpha_to_one = set_alpha_to_one
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
 
-# %% ../nbs/lib/10_schedulers.ipynb #92d50e17
-def _ddim_step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
-               timestep, # The current timestep t (an int or a 0-d tensor)
-               sample:torch.Tensor, # x_t
-               eta:float=0.0, # 0: deterministic DDIM; 1: DDPM's amount of noise
-               generator:torch.Generator|None=None, # Seeded generator for the noise when eta > 0
-               return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
-              )->SchedulerOutput:
-    "One DDIM step: x_{t'} = √ᾱ_{t'}·x̂_0 + √(1-ᾱ_{t'}-σ²)·ε̂ + σ·z."
-    if self.num_inference_steps is None: raise RuntimeError("Call set_timesteps(num_inference_steps) before step: DDIM needs its step size")
-    t = int(timestep); prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
-    abar_t = self.alphas_cumprod[t]
-    abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
-    x0, eps = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
-    if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
-    sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
-    prev = abar_prev ** 0.5 * x0 + (1 - abar_prev - sigma ** 2) ** 0.5 * eps
-    if eta > 0: prev = prev + sigma * randn(model_output.shape, generator, model_output.device, model_output.dtype)
-    return SchedulerOutput(prev, x0) if return_dict else (prev, x0)
+    def step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
+             timestep, # The current timestep t (an int or a 0-d tensor)
+             sample:torch.Tensor, # x_t
+             eta:float=0.0, # 0: deterministic DDIM; 1: DDPM's amount of noise
+             generator:torch.Generator|None=None, # Seeded generator for the noise when eta > 0
+             return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
+            )->SchedulerOutput:
+        "One DDIM step: x_{t'} = √ᾱ_{t'}·x̂_0 + √(1-ᾱ_{t'}-σ²)·ε̂ + σ·z."
+        if self.num_inference_steps is None:
+            raise RuntimeError("Call set_timesteps(num_inference_steps) before step: DDIM needs its step size")
+        t = int(timestep); prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
+        abar_t = self.alphas_cumprod[t]
+        abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
+        x0, eps = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
+        if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
+        prev = abar_prev ** 0.5 * x0 + (1 - abar_prev - sigma ** 2) ** 0.5 * eps
+        if eta > 0: prev = prev + sigma * randn(model_output.shape, generator, model_output.device, model_output.dtype)
+        return SchedulerOutput(prev, x0) if return_dict else (prev, x0)
 
-DDIMScheduler.step = _ddim_step
 
 # %% ../nbs/lib/10_schedulers.ipynb #24f4e92d
 class OracleDenoiser(nn.Module):
@@ -312,6 +331,6 @@ class OracleDenoiser(nn.Module):
         logits = -((x.flatten(1)[:, None] - means) ** 2).sum(-1) / (2 * (1 - abar))  # [B, K]
         if class_labels is not None: logits = logits.masked_fill(~self._allowed(class_labels, x.device), -torch.inf)
         x0 = (logits.softmax(-1) @ self.images.flatten(1)).view_as(x)
-        a, b = abar.sqrt().view(-1, 1, 1, 1), (1 - abar).sqrt().view(-1, 1, 1, 1)
-        eps = (x - a * x0) / b
-        return {"epsilon": eps, "sample": x0, "v_prediction": a * eps - b * x0}[self.prediction_type]
+        abar = abar.view(-1, 1, 1, 1)
+        eps = pred_x0_and_eps(x0, x, abar, "sample")[1]  # the noise that this x̂_0 implies
+        return prediction_target(x0, eps, abar, self.prediction_type)

@@ -16,6 +16,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .sampling import accepted_step_kwargs
+from .core import check_int
+
 # %% ../nbs/lib/14_stable_diffusion.ipynb #66c96263
 _REQUIRED = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
 
@@ -129,11 +132,6 @@ def apply_cfg(noise_pred:torch.Tensor, # [2B, ...]: the unconditional prediction
     return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #27b24394
-def _step_kwargs(scheduler, generator, eta:float)->dict:
-    "The extra arguments this scheduler's `step` accepts: `eta` (DDIM) and `generator` (stochastic samplers)."
-    accepted = inspect.signature(scheduler.step).parameters
-    return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
-
 @torch.no_grad()
 def denoise(unet, # The conditional UNet
             scheduler, # A diffusers-style scheduler, after `set_timesteps`
@@ -151,7 +149,7 @@ def denoise(unet, # The conditional UNet
         raise ValueError(f"text_embeddings has batch {text_embeddings.shape[0]} for {latents.shape[0]} latents: with guidance_scale "
                          f"{guidance_scale} it needs {'2x (unconditional, then conditional)' if cfg else 'one per latent'}; "
                          f"use encode_prompt(..., cfg={cfg})")
-    step_kwargs = _step_kwargs(scheduler, generator, eta)
+    step_kwargs = accepted_step_kwargs(scheduler, eta=eta, generator=generator)
     for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress)):
         latent_input = torch.cat([latents] * 2) if cfg else latents
         latent_input = scheduler.scale_model_input(latent_input, t)
@@ -198,8 +196,7 @@ def check_safety(safety_checker, # `pipe.safety_checker`, or None to skip the ch
 # %% ../nbs/lib/14_stable_diffusion.ipynb #c23cc7fb
 def _check_generate_args(parts, guidance_scale, num_inference_steps, height, width):
     "Clear errors for arguments the loop cannot use."
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+    check_int("num_inference_steps", num_inference_steps)
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise TypeError(f"guidance_scale must be a number (7.5 is the usual value; 1 or less turns guidance off), got {guidance_scale!r}")
     if getattr(parts.unet.config, "time_cond_proj_dim", None) is not None:

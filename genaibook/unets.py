@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['BasicUNet', 'trace_shapes', 'timestep_embedding', 'TimeEmbedding', 'ResBlock', 'Downsample', 'Upsample',
-           'SelfAttention', 'SmallUNet', 'train_speed']
+           'SelfAttention', 'SmallUNet', 'train_step_fn', 'train_speed']
 
 # %% ../nbs/lib/16_unets.ipynb #7c995a63
 import math
@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .core import check_int
 
 # %% ../nbs/lib/16_unets.ipynb #50dfc8d1
 class BasicUNet(nn.Module):
@@ -183,14 +185,10 @@ def _check_widths(widths, norm_groups:int, heads:int, attention:bool)->tuple:
     return widths
 
 def _check_num_classes(num_classes):
-    if num_classes is None: return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int (or None for no class conditioning), got {num_classes!r}")
-    return num_classes
+    return check_int("num_classes", num_classes, none_ok=True)  # None: no class conditioning
 
 def _check_positive_int(name:str, v)->int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return v
+    return check_int(name, v)
 
 # %% ../nbs/lib/16_unets.ipynb #0f1cb266
 def _down_path(widths:tuple, n:int, block)->tuple:
@@ -313,6 +311,21 @@ class SmallUNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 # %% ../nbs/lib/16_unets.ipynb #c7d31252
+def train_step_fn(model:nn.Module, # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
+                  size:int=28, # Image size (square)
+                  batch_size:int=64, # Images per step
+                  in_channels:int=1, # Channels of the images
+                  num_classes:int|None=None, # Pass random class labels in 0..num_classes-1
+                 ): # A function that runs one step
+    "One forward+backward training step of `model` on fixed random images, as a function to time."
+    x, t = torch.randn(batch_size, in_channels, size, size), torch.randint(0, 1000, (batch_size,))
+    kw = {"class_labels": torch.randint(0, num_classes, (batch_size,))} if num_classes else {}
+    def step():
+        out = model(x, t, **kw)
+        getattr(out, "sample", out).pow(2).mean().backward()
+        model.zero_grad(set_to_none=True)
+    return step
+
 def train_speed(model:nn.Module, # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
                 size:int=28, # Image size (square)
                 batch_size:int=64, # Images per step
@@ -321,12 +334,7 @@ def train_speed(model:nn.Module, # Called as model(x, t[, class_labels=...]); ma
                 num_classes:int|None=None, # Pass random class labels in 0..num_classes-1
                )->float: # Images per second
     "Forward+backward training throughput of `model` on random images, in images per second."
-    x, t = torch.randn(batch_size, in_channels, size, size), torch.randint(0, 1000, (batch_size,))
-    kw = {"class_labels": torch.randint(0, num_classes, (batch_size,))} if num_classes else {}
-    def step():
-        out = model(x, t, **kw)
-        getattr(out, "sample", out).pow(2).mean().backward()
-        model.zero_grad(set_to_none=True)
+    step = train_step_fn(model, size, batch_size, in_channels, num_classes)
     step()
     start = time.perf_counter()
     for _ in range(steps): step()

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from genaibook.autoencoders import (BOOK_CHANNELS, VAE, AutoEncoder, Decoder, Encoder, FrozenEncoderClassifier,
                                     VAEEncoder, VAELoss, ae_loss, conv_block, conv_macs, conv_transpose_block,
-                                    encode_dataset, images_of, n_params, probe_accuracy, train_probe, vae_loss)
+                                    encode_dataset, n_params, probe_accuracy, train_probe, vae_loss)
 from genaibook.train import Learner, make_dataloader
 
 SMALL = (4, 8, 8, 16)
@@ -214,8 +214,8 @@ def test_conv_macs_scales_with_width():
     (lambda: vae_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), torch.zeros(3, 2), torch.zeros(3, 2)),
      ValueError, "latent_dims"),
     (lambda: VAELoss(kl_weight=-0.1), ValueError, ">= 0"),
-    (lambda: images_of({"label": torch.zeros(2)}), KeyError, "'image' key"),
-    (lambda: images_of(3), TypeError, "cannot find images"),
+    (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), {"label": torch.zeros(2)}), KeyError, "'image' key"),
+    (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), 3), TypeError, "cannot find images"),
     (lambda: train_probe(torch.zeros(5, 2), torch.zeros(4)), ValueError, "labels"),
 ])
 def test_bad_inputs(make, exc, message):

@@ -8,11 +8,21 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from genaibook.diffusion import (OBJECTIVES, DiffusionLoss, SampleGrid, class_conditional, convert_prediction, diffusion_target,
-                                 drop_labels, min_snr_weight, ObjectiveAdapter, pred_to_eps, pred_to_x0, signal_noise, snr)
+                                 drop_labels, min_snr_weight, ObjectiveAdapter)
 from genaibook import schedulers as gb_schedulers
+from genaibook.schedulers import alpha_bar, pred_x0_and_eps, snr
 from genaibook.sampling import sample
 from genaibook.train import Learner, make_dataloader
 from genaibook.unets import SmallUNet
+
+
+def signal_noise(sched, t, like):
+    abar = alpha_bar(sched, t, like)
+    return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
+
+
+def pred_to_x0(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[0]
+def pred_to_eps(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[1]
 
 
 @pytest.fixture
@@ -73,13 +83,13 @@ def test_objective_maths_in_float64_is_exact():
         torch.testing.assert_close(pred_to_eps(sched, target, x_t, t, obj), noise, atol=1e-9, rtol=1e-9)
 
 
-def test_signal_noise_shapes_and_errors(sched):
-    a, s = signal_noise(sched, torch.tensor([0, 999]), torch.zeros(2, 3, 4, 4))
-    assert a.shape == (2, 1, 1, 1)
-    torch.testing.assert_close(a ** 2 + s ** 2, torch.ones_like(a))
-    assert signal_noise(sched, 5, torch.zeros(2, 1, 4, 4))[0].ndim == 0
-    with pytest.raises(TypeError, match="DDPM-family"): signal_noise(object(), 1, torch.zeros(1))
-    with pytest.raises(ValueError, match="objective must be one of"): pred_to_x0(sched, torch.zeros(1), torch.zeros(1), 1, "x0")
+def test_objective_shapes_dtypes_and_errors(sched):
+    x16 = torch.zeros(2, 1, 4, 4, dtype=torch.float16)
+    assert diffusion_target(sched, x16, x16, torch.tensor([0, 999]), "v_prediction").dtype == torch.float16
+    assert convert_prediction(sched, x16, x16, 5, "epsilon", "sample").shape == (2, 1, 4, 4)  # one timestep for all
+    with pytest.raises(TypeError, match="DDPM-family"): diffusion_target(object(), x16, x16, 1, "v_prediction")
+    with pytest.raises(ValueError, match="objective must be one of"): diffusion_target(sched, x16, x16, 1, "x0")
+    with pytest.raises(ValueError, match="objective must be one of"): convert_prediction(sched, x16, x16, 1, "x0", "sample")
 
 
 def test_min_snr_weights(sched):
@@ -238,8 +248,8 @@ def test_sample_grid_records_and_leaves_training_alone():
     grid = SampleGrid(every=4, n=4, num_inference_steps=3, show=False)
     learner = make_learner(callbacks=[grid]).fit(steps=6)
     assert learner.history["loss"] == plain.history["loss"]  # sampling used its own random numbers
-    assert [s for s, _ in learner.sample_grids] == [4, 6]
-    images = learner.sample_grids[-1][1]
+    assert [s for s, _ in grid.grids] == [4, 6] and grid.shape == (1, 8, 8)  # the shape of the training images
+    images = grid.grids[-1][1]
     assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     again = grid.sample(learner)  # same seed, same weights: the same grid
     assert torch.equal(again, images)
@@ -251,14 +261,20 @@ def test_sample_grid_guidance_and_errors(sched):
     guided = SampleGrid(n=4, num_inference_steps=2, guidance_scale=3.0, class_labels=[0, 1, 2, 3], shape=(1, 8, 8), show=False)
     guided.before_fit(learner)
     assert guided.sample(learner).shape == (4, 1, 8, 8)
-    with pytest.raises(ValueError, match="every and n must be positive"): SampleGrid(every=0)
+    with pytest.raises(ValueError, match="every must be"): SampleGrid(every=0)
+    with pytest.raises(ValueError, match="n must be"): SampleGrid(n=True)
     other = Learner(SmallUNet(widths=(8, 16)), make_dataloader(tiny_data(), 8), lambda m, b: torch.zeros(()), device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs a scheduler"): SampleGrid(n=2).sample(other)
-    with pytest.raises(ValueError, match="image size"): SampleGrid(n=2, scheduler=sched).sample(other)
+    class Unindexable(torch.utils.data.IterableDataset):
+        def __iter__(self): return iter(tiny_data())
+        def __len__(self): return 8
+    streamed = Learner(SmallUNet(widths=(8, 16)), torch.utils.data.DataLoader(Unindexable(), batch_size=8),
+                       lambda m, b: torch.zeros(()), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="image size"): SampleGrid(n=2, scheduler=sched).sample(streamed)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMScheduler, gb_schedulers.DDPMScheduler])
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMFromScratch, gb_schedulers.DDPMFromScratch])
 def test_objective_adapter_with_an_oracle(objective, scheduler_cls):
     "If every image is the same picture c, the ideal model predicts it exactly; sampling must then return c."
     sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False, prediction_type="v_prediction")
@@ -286,7 +302,7 @@ def test_sample_grid_converts_the_objective():
     grid = SampleGrid(n=2, num_inference_steps=2, scheduler=DDPMScheduler(), shape=(1, 8, 8), show=False)
     learner.callbacks.append(grid)
     learner.fit(steps=2)
-    assert [s for s, _ in learner.sample_grids] == [2] and learner.model.training
+    assert [s for s, _ in grid.grids] == [2] and learner.model.training
 
 
 def test_modules_import_without_a_gpu_and_stay_light():
@@ -312,14 +328,14 @@ def test_the_recipe_configuration_is_expressible():
         w = int(0.25 * total)
         f = lambda s: (s + 1) / w if s < w else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1, (s - w) / (total - w))))
         return torch.optim.lr_scheduler.LambdaLR(opt, f)
-    ddim = DDIMScheduler(**sched_kw, timestep_spacing="trailing", clip_sample=True)
+    ddim = DDIMScheduler(**sched_kw, timestep_spacing="trailing", clip_sample=False)  # no clipping with guidance
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the loss and the scheduler agree on the objective: no warning
         loss_fn = DiffusionLoss(DDPMScheduler(**sched_kw), objective="v_prediction", class_dropout=0.1, null_class=10)
     learner = Learner(model, make_dataloader(tiny_data(), batch_size=8), loss_fn, lr=3e-3, device="cpu", ema_decay=0.999,
                       opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0), lr_schedule=one_cycle, progress=False,
-                      callbacks=[SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
+                      callbacks=[grid := SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
     learner.fit(steps=4)
     lrs = learner.history["lr"]
-    assert lrs[0] == pytest.approx(3e-3) and len(learner.sample_grids) == 1  # warm-up of one step at this length
-    assert learner.sample_grids[0][1].shape == (4, 1, 8, 8)
+    assert lrs[0] == pytest.approx(3e-3) and len(grid.grids) == 1  # warm-up of one step at this length
+    assert grid.grids[0][1].shape == (4, 1, 8, 8)

@@ -6,7 +6,7 @@ import torch
 
 from genaibook.core import plot_noise_and_denoise
 from genaibook.sampling import generate_from_class, predict, sample
-from genaibook.schedulers import DDIMScheduler, DDPMScheduler
+from genaibook.schedulers import DDIMFromScratch, DDPMFromScratch
 
 
 def tiny_unet(channels=1, num_class_embeds=None, seed=0):
@@ -58,21 +58,21 @@ def test_ddim_pipeline_equivalence(unet, eta, kw):
 
 
 @pytest.mark.parametrize("ours_cls, ref_cls, kw", [
-    (DDPMScheduler, diffusers.DDPMScheduler, {}), (DDPMScheduler, diffusers.DDPMScheduler, {"prediction_type": "v_prediction"}),
-    (DDIMScheduler, diffusers.DDIMScheduler, {}), (DDIMScheduler, diffusers.DDIMScheduler, {"beta_schedule": "squaredcos_cap_v2"})])
+    (DDPMFromScratch, diffusers.DDPMScheduler, {}), (DDPMFromScratch, diffusers.DDPMScheduler, {"prediction_type": "v_prediction"}),
+    (DDIMFromScratch, diffusers.DDIMScheduler, {}), (DDIMFromScratch, diffusers.DDIMScheduler, {"beta_schedule": "squaredcos_cap_v2"})])
 def test_our_schedulers_give_the_same_samples(unet, ours_cls, ref_cls, kw):
     a, b = run(unet, ours_cls(**kw), steps=12), run(unet, ref_cls(**kw), steps=12)
     assert torch.allclose(a, b, atol=1e-4, rtol=0)
 
 
 def test_same_seed_same_images_and_default_steps(unet):
-    s = DDIMScheduler()
+    s = DDIMFromScratch()
     assert run(unet, s, seed=3).equal(run(unet, s, seed=3)) and not run(unet, s, seed=3).equal(run(unet, s, seed=4))
     s.set_timesteps(5)
     a = sample(unet, s, 2, generator=gen(), progress=False)  # None: keep the scheduler's 5 steps
     assert s.num_inference_steps == 5 and a.equal(sample(unet, s, 2, num_inference_steps=5, generator=gen(), progress=False))
     steps = []
-    sample(unet, DDPMScheduler(num_train_timesteps=20), 1, progress=False, callback=lambda i, t, out: steps.append(int(t)))
+    sample(unet, DDPMFromScratch(num_train_timesteps=20), 1, progress=False, callback=lambda i, t, out: steps.append(int(t)))
     assert steps == list(range(19, -1, -1))  # None on a fresh scheduler: every training step, like DDPMPipeline
 
 
@@ -102,18 +102,18 @@ class PlainNet(torch.nn.Module):
 
 def test_plain_module_and_tuple_outputs():
     net = PlainNet()
-    out = sample(net, DDIMScheduler(), (2, 1, 5, 7), num_inference_steps=3, class_labels=[0, 1], progress=False)
+    out = sample(net, DDIMFromScratch(), (2, 1, 5, 7), num_inference_steps=3, class_labels=[0, 1], progress=False)
     assert out.shape == (2, 1, 5, 7)
     tuple_net = lambda x, t: (torch.zeros_like(x),)
-    assert sample(tuple_net, DDIMScheduler(), (1, 1, 4, 4), num_inference_steps=2, progress=False).shape == (1, 1, 4, 4)
+    assert sample(tuple_net, DDIMFromScratch(), (1, 1, 4, 4), num_inference_steps=2, progress=False).shape == (1, 1, 4, 4)
     with pytest.raises(TypeError, match="expected a tensor or an object with .sample"):
-        sample(lambda x, t: "nope", DDIMScheduler(), (1, 1, 4, 4), num_inference_steps=2, progress=False)
+        sample(lambda x, t: "nope", DDIMFromScratch(), (1, 1, 4, 4), num_inference_steps=2, progress=False)
 
 
 def test_model_mode_is_restored_and_output_needs_no_grad(unet):
     unet.train()
     try:
-        out = run(unet, DDIMScheduler(), steps=2)
+        out = run(unet, DDIMFromScratch(), steps=2)
         assert unet.training and not out.requires_grad
     finally: unet.eval()
 
@@ -122,15 +122,15 @@ def test_model_mode_is_restored_and_output_needs_no_grad(unet):
 
 def test_cfg_scale_one_is_the_conditional_model(cond_unet):
     labels = torch.tensor([0, 1, 2])
-    plain = run(cond_unet, DDIMScheduler(), class_labels=labels)
-    assert run(cond_unet, DDIMScheduler(), class_labels=labels, guidance_scale=1.0, uncond_label=3).equal(plain)
+    plain = run(cond_unet, DDIMFromScratch(), class_labels=labels)
+    assert run(cond_unet, DDIMFromScratch(), class_labels=labels, guidance_scale=1.0, uncond_label=3).equal(plain)
     # the batched guided pass at a scale a hair above 1 lands on the same images
-    assert torch.allclose(run(cond_unet, DDIMScheduler(), class_labels=labels, guidance_scale=1 + 1e-6, uncond_label=3), plain, atol=1e-4)
-    assert not torch.allclose(run(cond_unet, DDIMScheduler(), class_labels=labels, guidance_scale=3, uncond_label=3), plain, atol=1e-2)
+    assert torch.allclose(run(cond_unet, DDIMFromScratch(), class_labels=labels, guidance_scale=1 + 1e-6, uncond_label=3), plain, atol=1e-4)
+    assert not torch.allclose(run(cond_unet, DDIMFromScratch(), class_labels=labels, guidance_scale=3, uncond_label=3), plain, atol=1e-2)
 
 
 def test_cfg_equals_two_separate_calls(cond_unet):
-    s, w, labels = DDIMScheduler(), 4.0, torch.tensor([2, 0])
+    s, w, labels = DDIMFromScratch(), 4.0, torch.tensor([2, 0])
     ours = run(cond_unet, s, n=2, steps=5, class_labels=labels, guidance_scale=w, uncond_label=3)
     s.set_timesteps(5); x = torch.randn(2, 1, 8, 8, generator=gen())
     with torch.no_grad():
@@ -142,15 +142,15 @@ def test_cfg_equals_two_separate_calls(cond_unet):
 
 
 def test_single_label_is_broadcast(cond_unet):
-    assert run(cond_unet, DDIMScheduler(), class_labels=1).equal(run(cond_unet, DDIMScheduler(), class_labels=[1, 1, 1]))
+    assert run(cond_unet, DDIMFromScratch(), class_labels=1).equal(run(cond_unet, DDIMFromScratch(), class_labels=[1, 1, 1]))
 
 
 def test_generate_from_class(cond_unet):
-    images = generate_from_class(cond_unet, DDIMScheduler(), 2, n_samples=4, num_inference_steps=4, generator=gen(), progress=False)
+    images = generate_from_class(cond_unet, DDIMFromScratch(), 2, n_samples=4, num_inference_steps=4, generator=gen(), progress=False)
     assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
-    ref = run(cond_unet, DDIMScheduler(), n=4, steps=4, class_labels=[2] * 4)
+    ref = run(cond_unet, DDIMFromScratch(), n=4, steps=4, class_labels=[2] * 4)
     assert torch.allclose(images, ref * 0.5 + 0.5)
-    net_images = generate_from_class(PlainNet(), DDIMScheduler(), 1, n_samples=2, image_shape=(1, 6, 6), num_inference_steps=2, progress=False)
+    net_images = generate_from_class(PlainNet(), DDIMFromScratch(), 1, n_samples=2, image_shape=(1, 6, 6), num_inference_steps=2, progress=False)
     assert net_images.shape == (2, 1, 6, 6)
 
 
@@ -165,17 +165,17 @@ def test_guidance_fn_moves_the_colour_toward_the_target():
     unet3 = tiny_unet(channels=3, seed=1)
     target = torch.tensor([0.1, 0.5, 0.9]) * 2 - 1
     dist = lambda x: (x.mean((0, 2, 3)) - target).abs().sum().item()
-    plain = run(unet3, DDIMScheduler(), n=4, steps=10)
-    guided = run(unet3, DDIMScheduler(), n=4, steps=10, guidance_fn=color_loss, guidance_strength=50.0)
+    plain = run(unet3, DDIMFromScratch(), n=4, steps=10)
+    guided = run(unet3, DDIMFromScratch(), n=4, steps=10, guidance_fn=color_loss, guidance_strength=50.0)
     assert dist(guided) < 0.5 * dist(plain), (dist(plain), dist(guided))
-    weak = run(unet3, DDIMScheduler(), n=4, steps=10, guidance_fn=color_loss, guidance_strength=0.0)
+    weak = run(unet3, DDIMFromScratch(), n=4, steps=10, guidance_fn=color_loss, guidance_strength=0.0)
     assert torch.allclose(weak, plain, atol=1e-6)  # zero strength changes nothing
 
 
 def test_guidance_fn_gradient_direction():
     "One nudge is exactly -s·∇L(x̂0): for an ε-model, x̂0 = (x - b·ε)/a, so ∇_x L = ∇_x0 L / a."
     from genaibook.sampling import guide
-    s, x, eps = DDIMScheduler(), torch.randn(1, 3, 4, 4, generator=gen(5)), torch.randn(1, 3, 4, 4, generator=gen(6))
+    s, x, eps = DDIMFromScratch(), torch.randn(1, 3, 4, 4, generator=gen(5)), torch.randn(1, 3, 4, 4, generator=gen(6))
     loss = lambda x0: (x0 ** 2).sum() / 2  # gradient x0
     a, b = s.alphas_cumprod[500].sqrt(), (1 - s.alphas_cumprod[500]).sqrt()
     assert torch.allclose(guide(x, eps, 500, s, loss, 0.1), x - 0.1 * ((x - b * eps) / a) / a, atol=1e-6)
@@ -187,7 +187,7 @@ def test_guidance_fn_gradient_direction():
 
 def test_callback_sees_every_step(unet):
     seen = []
-    out = run(unet, DDIMScheduler(), steps=5, callback=lambda i, t, step: seen.append((i, int(t), step)))
+    out = run(unet, DDIMFromScratch(), steps=5, callback=lambda i, t, step: seen.append((i, int(t), step)))
     assert [i for i, _, _ in seen] == list(range(5)) and [t for _, t, _ in seen] == [800, 600, 400, 200, 0]
     assert torch.allclose(seen[-1][2].prev_sample.clip(-1, 1), out)
     fig, axs = plot_noise_and_denoise(seen[2][2], 2)  # the book's Lst 4.2 helper, called from a callback
@@ -195,9 +195,9 @@ def test_callback_sees_every_step(unet):
 
 
 def test_progress_bar(unet, capsys):
-    run(unet, DDIMScheduler(), steps=3, n=1)
+    run(unet, DDIMFromScratch(), steps=3, n=1)
     assert capsys.readouterr().err == ""  # progress=False: silent
-    sample(unet, DDIMScheduler(), 1, num_inference_steps=3, progress=True)
+    sample(unet, DDIMFromScratch(), 1, num_inference_steps=3, progress=True)
     assert "0/3 [" in capsys.readouterr().err  # a bar over the 3 steps, erased at the end (leave=False)
 
 
@@ -205,15 +205,15 @@ def test_progress_bar(unet, capsys):
 
 def test_bad_inputs(unet, cond_unet):
     with pytest.raises(ValueError, match=r"class_labels has shape \(2,\) but there are 3 images"):
-        run(cond_unet, DDIMScheduler(), class_labels=[0, 1])
+        run(cond_unet, DDIMFromScratch(), class_labels=[0, 1])
     with pytest.raises(ValueError, match="needs uncond_label"):
-        run(cond_unet, DDIMScheduler(), class_labels=[0, 1, 2], guidance_scale=3.0)
+        run(cond_unet, DDIMFromScratch(), class_labels=[0, 1, 2], guidance_scale=3.0)
     with pytest.raises(ValueError, match="guidance_scale != 1 needs class_labels"):
-        run(unet, DDIMScheduler(), guidance_scale=3.0, uncond_label=3)
+        run(unet, DDIMFromScratch(), guidance_scale=3.0, uncond_label=3)
     with pytest.raises(ValueError, match="pass a full shape"):
-        sample(PlainNet(), DDIMScheduler(), 4, progress=False)
-    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to num_train_timesteps=1000"):
-        run(unet, DDIMScheduler(), steps=2000)
+        sample(PlainNet(), DDIMFromScratch(), 4, progress=False)
+    with pytest.raises(ValueError, match="num_inference_steps must be an integer from 1 to 1000"):
+        run(unet, DDIMFromScratch(), steps=2000)
     with pytest.raises(ValueError, match="alphas_cumprod"):
         run(unet, diffusers.EulerDiscreteScheduler(), guidance_fn=color_loss, guidance_strength=1.0)
 

@@ -91,7 +91,7 @@ def test_weights_only_load(tmp_path):
 
 
 def test_history_logs_every_scalar_and_lr():
-    learn = learner(log_every=4, lr_schedule="cosine", warmup=0.3).fit(steps=10)
+    learn = learner(log_every=4, lr_schedule=T.cosine_schedule(warmup=0.3)).fit(steps=10)
     assert set(learn.history) == {"step", "lr", "loss", "l1"}
     assert len(learn.history["l1"]) == 10 and learn.history["step"] == list(range(1, 11))
     assert learn.history["lr"][0] < learn.history["lr"][1]  # warm-up
