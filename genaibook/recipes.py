@@ -7,7 +7,7 @@ __all__ = ['FASHION_UNET', 'OBJECTIVES', 'LR_SCHEDULES', 'CH4_CPU', 'CH5_CPU', '
            'fashion_mnist_32', 'fashion_mnist_32_tensors']
 
 # %% ../nbs/lib/18_recipes.ipynb #50244566
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from .core import check_choice, check_int, run_mode
 
