@@ -1,22 +1,27 @@
 """Chapter 5's class-conditioned Fashion-MNIST model: class accuracy and FID against the classifier-free guidance scale.
 
 Loads the sampling model that nbs/05_stable_diffusion.ipynb saves in `run_dir("ch5-cpu")/sample_model` (diffusers'
-`save_pretrained`: the EMA UNet and its scheduler). With `--train`, a missing model is first trained with the
-notebook's CPU recipe (same data pipeline, `Learner` + `DiffusionLoss`, checkpoints in the same folder, so an
-interrupted run resumes).
+`save_pretrained`: the EMA UNet and its training scheduler). With `--train`, a missing model is first trained with the
+notebook's CPU recipe, `genaibook.recipes.CH5_CPU` (its data pipeline `fashion_mnist_32`, `Learner` + `DiffusionLoss`,
+checkpoints in the same folder, so an interrupted run resumes).
 
 For each guidance scale it samples `--per-class` images of every class with `--steps` DDIM steps (same seed for
-every scale), and reports:
+every scale; the sampler is the recipe's `make_sampler()` when `--run` names a recipe of `genaibook.recipes.RECIPES`,
+else the scheduler saved with the model, without x̂0 clipping), and reports:
 - class accuracy: the share of samples that `genaibook.metrics.fashion_classifier()` (an independent CNN trained on
   the real training split) assigns to the class they were generated for, overall and per class;
 - FID on that classifier's features against `--n-ref` real training images (comparable only between runs with the
   same sample count).
 A first row scores `--per-class` real test images of each class the same way: the judge's own ceiling.
 
+Offline mode is switched on for you (`genaibook.offline.use_offline_cache`: HF_HUB_OFFLINE=1 and the course's
+stand-in cache, unless those variables are set), so no variables need exporting.
+
 Usage: OMP_NUM_THREADS=2 python bench/class_accuracy.py [--run ch5-cpu] [--per-class 20] [--steps 25]
        [--scales 1,2,3,5] [--spacing leading] [--train]
 Writes bench/results/class_accuracy.json.
 """
+# ruff: noqa: E402 (the imports after use_offline_cache() come after it on purpose)
 import argparse
 import json
 import os
@@ -25,51 +30,68 @@ import time
 from functools import partial
 from pathlib import Path
 
+from genaibook.offline import use_offline_cache
+
+use_offline_cache()  # before diffusers or datasets is imported: they read HF_HUB_OFFLINE and HF_HOME once
+
 import diffusers
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, UNet2DModel
 
 from genaibook.core import get_device, set_seed
 from genaibook.metrics import FID, FASHION_CLASSES, fashion_classifier, load_fashion_mnist_tensors, predict_classes
+from genaibook.recipes import CH5_CPU, RECIPES, DiffusionRecipe, fashion_mnist_32
 from genaibook.sampling import sample
 from genaibook.train import run_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "class_accuracy.json"
 
-# The notebook's CPU setting (keep in step with the recipe cell of nbs/05_stable_diffusion.ipynb).
-CPU_UNET = dict(in_channels=1, out_channels=1, sample_size=32, block_out_channels=(16, 32, 64), layers_per_block=1,
-                norm_num_groups=8, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
-                num_class_embeds=11)
-CPU = dict(batch_size=64, lr=3e-3, lr_schedule="onecycle", objective="v_prediction", beta_schedule="squaredcos_cap_v2",
-           ema_decay=0.999, steps=1200, class_dropout=0.1)
-NULL_CLASS = 10
 
-
-def train(folder: Path, device) -> None:
-    "Train the CPU recipe into `folder` (resuming from its checkpoint) and save the sampling model."
-    from datasets import load_dataset
-    from torchvision import transforms
-
+def train(folder: Path, device, recipe: DiffusionRecipe = CH5_CPU) -> None:
+    "Train `recipe` into `folder` (resuming from its checkpoint) as the notebook does, and save the sampling model."
     from genaibook.diffusion import DiffusionLoss
     from genaibook.train import Learner, make_dataloader
-    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Pad(2),
-                                     transforms.Normalize([0.5], [0.5])])
-    def transform(examples):
-        return {"images": [preprocess(im) for im in examples["image"]], "labels": examples["label"]}
-    data = load_dataset("zalando-datasets/fashion_mnist", split="train").with_transform(transform)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule=CPU["beta_schedule"], prediction_type=CPU["objective"])
+    data = fashion_mnist_32("train")
+    scheduler = recipe.make_train_scheduler()
+    model = recipe.make_unet()
     set_seed(0)
-    learn = Learner(UNet2DModel(**CPU_UNET), make_dataloader(data, batch_size=CPU["batch_size"], seed=0),
-                    DiffusionLoss(scheduler, CPU["objective"], class_dropout=CPU["class_dropout"], null_class=NULL_CLASS),
-                    lr=CPU["lr"], opt_func=partial(torch.optim.AdamW, eps=1e-5), lr_schedule=CPU["lr_schedule"],
-                    ema_decay=CPU["ema_decay"], device=device,
+    learn = Learner(model, make_dataloader(data, batch_size=recipe.batch_size, seed=0),
+                    DiffusionLoss(scheduler, recipe.objective, class_dropout=recipe.class_dropout,
+                                  null_class=recipe.null_class),
+                    lr=recipe.lr, opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps),
+                    lr_schedule=recipe.lr_schedule, ema_decay=recipe.ema_decay, device=device,
                     ckpt_dir=folder, ckpt_every=250)
-    learn.fit(steps=CPU["steps"])
+    learn.fit(steps=recipe.steps)
     save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
 
 
 def save_sample_model(model, scheduler, path: Path) -> None:
     model.save_pretrained(path); scheduler.save_pretrained(path)
+
+
+def _plain(value):
+    "Tuples as lists, as a config reads back from JSON."
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_sampling_model(model_dir: Path, recipe: DiffusionRecipe | None, spacing: str = "leading", device="cpu"):
+    """(model, DDIM scheduler, null class) of the model saved in `model_dir`. With a `recipe`: the recipe's sampler
+    and null class, after checking that the saved UNet and training schedule are the recipe's; without one (a run
+    that is not a recipe, e.g. "ch5-book"): the saved schedule without x̂0 clipping, and the last class embedding."""
+    model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
+    if recipe is None:
+        # as the notebook samples: clip_sample=False (clipping x̂0 with guidance ruins the samples; see the notebook)
+        ddim = DDIMScheduler.from_pretrained(model_dir, clip_sample=False, timestep_spacing=spacing)
+        return model, ddim, model.config.num_class_embeds - 1
+    saved, trained = DDIMScheduler.load_config(model_dir), recipe.make_train_scheduler().config
+    differ = [k for k in ("num_train_timesteps", "beta_schedule", "prediction_type") if saved.get(k) != trained[k]]
+    differ += [f"unet {k}" for k, v in recipe.unet.items() if _plain(model.config.get(k)) != _plain(v)]
+    if differ:
+        raise SystemExit(f"The model at {model_dir} was not trained with the recipe {recipe.name!r} (it differs in "
+                         f"{', '.join(differ)}): retrain it (rerun the notebook, or delete the folder and pass "
+                         "--train)")
+    ddim = DDIMScheduler.from_config(recipe.make_sampler().config, timestep_spacing=spacing)
+    return model, ddim, recipe.null_class
 
 
 def training_info(folder: Path) -> dict:
@@ -92,23 +114,23 @@ def measure(images, labels, judge, fid, name, seconds=None) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", default="ch5-cpu", help="run_dir name the notebook trained into")
-    p.add_argument("--per-class", type=int, default=20); p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--per-class", type=int, default=20)
+    p.add_argument("--steps", type=int, default=CH5_CPU.sample_steps)
     p.add_argument("--scales", default="1,2,3,5"); p.add_argument("--n-ref", type=int, default=5000)
     p.add_argument("--seed", type=int, default=2); p.add_argument("--train", action="store_true")
     p.add_argument("--device", default=None)
-    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"], help="DDIM timestep spacing")
+    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"],
+                   help="DDIM timestep spacing")
     args = p.parse_args()
     device = torch.device(args.device) if args.device else get_device()
+    recipe = RECIPES.get(args.run)  # None for a run that is not a recipe (e.g. the notebook's "ch5-book")
     folder = run_dir(args.run)
     model_dir = folder / "sample_model"
     if not model_dir.exists():
         if not args.train: raise SystemExit(f"No trained model at {model_dir}: run nbs/05_stable_diffusion.ipynb "
                                             "(CPU setting) first, or pass --train")
-        train(folder, device)
-    model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
-    # As the notebook samples: clip_sample=False (clipping x̂0 with guidance ruins the samples; see the notebook)
-    ddim = DDIMScheduler.from_pretrained(model_dir, clip_sample=False, timestep_spacing=args.spacing)
-    null_class = model.config.num_class_embeds - 1
+        train(folder, device, recipe or CH5_CPU)
+    model, ddim, null_class = load_sampling_model(model_dir, recipe, args.spacing, device)
     shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
 
     judge = fashion_classifier(device)
@@ -130,13 +152,15 @@ def main():
     for r in rows:
         worst = min(r["per_class"], key=r["per_class"].get)
         secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
-        print(f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   {worst} ({r['per_class'][worst]:.0%})")
+        print(f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   "
+              f"{worst} ({r['per_class'][worst]:.0%})")
     meta = {"run": args.run, "model_dir": str(model_dir), **training_info(folder), "per_class": args.per_class,
-            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": False, "n_ref": args.n_ref,
-            "seed": args.seed, "device": str(device),
+            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": ddim.config.clip_sample,
+            "n_ref": args.n_ref, "seed": args.seed, "device": str(device),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "torch": torch.__version__,
             "diffusers": diffusers.__version__, "machine": platform.processor() or platform.machine(),
-            "unet_params": sum(q.numel() for q in model.parameters()), "unet_config": dict(model.config)}
+            "unet_params": sum(q.numel() for q in model.parameters()), "unet_config": dict(model.config),
+            "recipe": recipe.summary() if recipe else None}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"settings": meta, "results": rows}, indent=1, default=str) + "\n")
     print(f"wrote {RESULTS}")

@@ -16,8 +16,8 @@ def du(path: Path, follow: bool) -> int:
 
 def timed_seed(home: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "genaibook_offline"), "seed", str(home)], check=True, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run([str(Path(sys.executable).parent / "genaibook_offline"), "seed", str(home)], check=True,
+                   capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return time.perf_counter() - start
 
 if __name__ == "__main__":

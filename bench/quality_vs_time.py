@@ -1,10 +1,11 @@
 """Sample quality vs training time on the CPU path: FID of the chapter-4 model at points of one training run.
 
-Trains the chapter-4 CPU-path model (unconditional UNet2DModel on the real Fashion-MNIST, padded to 32 px, in [-1, 1])
-with `Learner` + `DiffusionLoss`, for `--minutes` of training time. Every `--every` minutes the training clock stops,
-`--n` images are sampled from the EMA weights with DDIM (`--ddim-steps` steps, the same start noise each time), and
-their FID against `--n` real test images is computed with the offline Fashion-MNIST classifier features (the real
-statistics are computed once). Evaluation time is not training time.
+Trains the chapter-4 CPU recipe, `genaibook.recipes.CH4_CPU` (its unconditional UNet2DModel, noise schedule,
+objective, peak learning rate, EMA and batch size, on the real Fashion-MNIST padded to 32 px, in [-1, 1]) with
+`Learner` + `DiffusionLoss`, for `--minutes` of training time instead of the recipe's step count. Every `--every`
+minutes the training clock stops, `--n` images are sampled from the EMA weights with DDIM (`--ddim-steps` steps, the
+same start noise each time), and their FID against `--n` real test images is computed with the offline Fashion-MNIST
+classifier features (the real statistics are computed once). Evaluation time is not training time.
 
 The learning rate follows a cosine schedule with warm-up indexed by *training time* (fraction of `--minutes` spent),
 so it reaches its end exactly when the time is up, however fast the machine is. Each point is therefore "minute t of a
@@ -21,9 +22,14 @@ step about twice as slow as 1 thread (OpenMP threads wait for each other when de
 made that way (see their `note`). Each point costs `--n` × `--ddim-steps` UNet evaluations (about 3 CPU minutes for
 500 × 50 with the default model), so a few `--points` keep a run short.
 
-Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500] [--threads 2] [--quick]
+Offline mode is switched on for you (`genaibook.offline.use_offline_cache`: HF_HUB_OFFLINE=1 and the course's
+stand-in cache, unless those variables are set), so no variables need exporting.
+
+Usage: OMP_NUM_THREADS=2 python bench/quality_vs_time.py [--minutes 14] [--every 2 | --points 2,4,8,14] [--n 500]
+       [--threads 2] [--quick]
 Writes bench/results/quality_vs_time.json and quality_vs_time.png (--quick writes to a temporary folder unless --out).
 """
+# ruff: noqa: E402 (the imports after use_offline_cache() come after it on purpose)
 import argparse
 import json
 import math
@@ -32,7 +38,13 @@ import platform
 import tempfile
 import time
 import warnings
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
+
+from genaibook.offline import use_offline_cache
+
+use_offline_cache()  # before diffusers or datasets is imported: they read HF_HUB_OFFLINE and HF_HOME once
 
 import diffusers
 import numpy as np
@@ -41,29 +53,29 @@ import torch.nn.functional as F
 
 from genaibook.diffusion import DiffusionLoss
 from genaibook.metrics import FID, load_fashion_mnist_tensors
+from genaibook.recipes import CH4_CPU, DiffusionRecipe
 from genaibook.sampling import sample
 from genaibook.train import Learner, make_dataloader
 
 RESULTS = Path(__file__).resolve().parent/"results"
 
-# The CPU recipe of nbs/04_diffusion.ipynb (keep in step with its `CPU_UNET` and training cell): a narrow UNet2DModel
-# without attention, v-prediction with the cosine schedule, AdamW 3e-3, EMA 0.999, batch 64. The notebook's one-cycle
-# schedule warms up over its first quarter; here the warm-up is a quarter of the time budget.
-RECIPE = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8,
-              down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
-              beta_schedule="squaredcos_cap_v2", objective="v_prediction", lr=3e-3, warmup=0.25, ema_decay=0.999,
-              batch_size=64, n_train=None)
+# The CPU recipe of nbs/04_diffusion.ipynb, `CH4_CPU`: a narrow UNet2DModel without attention, v-prediction with the
+# cosine schedule, AdamW 3e-3, EMA 0.999, batch 64. Its one-cycle schedule over `steps` is replaced by a time budget:
+# the one-cycle schedule warms up over its first quarter; here the warm-up is a quarter of the time budget (WARMUP).
+RECIPE = CH4_CPU
+WARMUP = 0.25
 # --quick: the same code path on a small model and a few hundred images, for smoke tests.
-QUICK = dict(RECIPE, block_out_channels=(8, 16, 16), batch_size=32, n_train=256)
+QUICK = replace(CH4_CPU, name="ch4-cpu-quick", unet={**CH4_CPU.unet, "block_out_channels": (8, 16, 16)}, batch_size=32)
+QUICK_N_TRAIN = 256
 QUICK_ARGS = dict(minutes=0.2, every=0.1, n=32, ddim_steps=4)
 
 
-def fashion_unet(cfg:dict, seed:int=0)->diffusers.UNet2DModel:
-    "The unconditional 32×32 one-channel UNet2DModel of `cfg`."
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=cfg["block_out_channels"],
-                                 layers_per_block=cfg["layers_per_block"], norm_num_groups=cfg["norm_num_groups"],
-                                 down_block_types=cfg["down_block_types"], up_block_types=cfg["up_block_types"])
+def recipe_settings(recipe:DiffusionRecipe, warmup:float, n_train:int|None)->dict:
+    "What the results' `settings.recipe` records: the UNet's arguments and the training settings this bench uses."
+    plain = lambda v: list(v) if isinstance(v, tuple) else v
+    return {"name": recipe.name, **{k: plain(v) for k, v in recipe.unet.items()}, "beta_schedule": recipe.beta_schedule,
+            "objective": recipe.objective, "lr": recipe.lr, "adam_eps": recipe.adam_eps, "warmup": warmup,
+            "ema_decay": recipe.ema_decay, "batch_size": recipe.batch_size, "n_train": n_train}
 
 
 def pad32(images:torch.Tensor)->torch.Tensor:
@@ -106,7 +118,7 @@ class Clock:
 
 
 def time_cosine(clock:Clock, budget_s:float, warmup:float=0.05):
-    "A Learner `lr_schedule`: linear warm-up over the first `warmup` of the time budget, then cosine decay to 0 at its end."
+    "A Learner `lr_schedule`: a linear warm-up over the first `warmup` of the time budget, then cosine decay to 0."
     def factor(step):
         frac = min(1.0, clock.seconds() / budget_s)
         if frac < warmup: return max(frac / warmup, 0.01)
@@ -123,7 +135,7 @@ def load_avg()->list:
 
 
 def sample_images(model, scheduler, n:int, steps:int, seed:int=0, batch:int=250)->torch.Tensor:
-    "`n` images in [0, 1] from `model` with `steps` DDIM steps; chunk `i` always starts from the noise of seed `seed + i`."
+    "`n` images in [0, 1] from `model` with `steps` DDIM steps; chunk `i` always starts from the noise of `seed + i`."
     out = [sample(model, scheduler, min(batch, n - i), num_inference_steps=steps, progress=False,
                   generator=torch.Generator().manual_seed(seed + i // batch)) for i in range(0, n, batch)]
     return torch.cat(out) * 0.5 + 0.5
@@ -131,7 +143,8 @@ def sample_images(model, scheduler, n:int, steps:int, seed:int=0, batch:int=250)
 
 class QualityProbe:
     "Learner callback: at each point (training minutes) pause the clock, sample from the EMA model, record the FID."
-    def __init__(self, clock:Clock, points:list, fid:FID, scheduler, n:int, ddim_steps:int, keep:int=8, verbose:bool=True,
+    def __init__(self, clock:Clock, points:list, fid:FID, scheduler, n:int, ddim_steps:int, keep:int=8,
+                 verbose:bool=True,
                  on_point=None): # Called with no arguments after each point (e.g. to save partial results)
         self.clock, self.points, self.fid, self.scheduler = clock, list(points), fid, scheduler
         self.n, self.ddim_steps, self.keep, self.verbose, self.on_point = n, ddim_steps, keep, verbose, on_point
@@ -152,7 +165,8 @@ class QualityProbe:
         model = learner.ema_model or learner.model
         t0 = time.perf_counter(); images = sample_images(model, self.scheduler, self.n, self.ddim_steps)
         row["sampling_s"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter(); row["fid"] = round(self.fid(images), 3); row["fid_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter(); row["fid"] = round(self.fid(images), 3)
+        row["fid_s"] = round(time.perf_counter() - t0, 1)
         row["load_avg"] = load_avg()
         self.rows.append(row); self.samples.append(images[:self.keep])
         if self.verbose: print(_row_line(row), flush=True)
@@ -166,13 +180,15 @@ def _row_line(r)->str:
 
 
 def header(clock:str)->str:
-    return f"{'min (' + clock + ')':>8}{'steps':>7}{'epochs':>7}{'loss':>9}{'FID':>9}{'sample s':>10}   load avg (1, 5, 15 min)"
+    return (f"{'min (' + clock + ')':>8}{'steps':>7}{'epochs':>7}{'loss':>9}{'FID':>9}{'sample s':>10}"
+            "   load avg (1, 5, 15 min)")
 
 
 def fid_points(minutes:float, every:float=2, points=None)->list:
     "Training minutes at which to measure: `points` (plus `minutes` itself), or every `every` minutes up to `minutes`."
     if minutes <= 0 or every <= 0: raise ValueError(f"minutes and every must be positive, got {minutes} and {every}")
-    if points is None: return [round(min(every * i, minutes), 6) for i in range(1, math.ceil(minutes / every - 1e-9) + 1)]
+    if points is None:
+        return [round(min(every * i, minutes), 6) for i in range(1, math.ceil(minutes / every - 1e-9) + 1)]
     points = sorted(set(float(p) for p in points))
     if not points or points[0] <= 0 or points[-1] > minutes:
         raise ValueError(f"points must be positive minutes no later than minutes={minutes}, got {points}")
@@ -180,36 +196,40 @@ def fid_points(minutes:float, every:float=2, points=None)->list:
 
 
 def run(minutes:float=14, every:float=2, n:int=500, threads:int=2, ddim_steps:int=50, clock:str="wall",
-        cfg:dict=RECIPE, seed:int=0, points=None, verbose:bool=True, on_point=None,
-        note:str="")->dict:
-    """Train `cfg` for `minutes`, measuring FID at `points` (default every `every` minutes); returns rows, reference, settings.
-    `on_point(result)` is called with the results so far (`complete` False) after each point."""
+        recipe:DiffusionRecipe=RECIPE, seed:int=0, points=None, verbose:bool=True, on_point=None,
+        note:str="", n_train:int|None=None, warmup:float=WARMUP)->dict:
+    """Train `recipe` on the first `n_train` training images (None: all) for `minutes`, measuring FID at `points`
+    (default every `every` minutes); returns rows, reference, settings. The learning rate warms up over `warmup` of
+    the time budget. `on_point(result)` is called with the results so far (`complete` False) after each point."""
     points = fid_points(minutes, every, points)
     if n < 2: raise ValueError(f"FID needs at least 2 images, got n={n}")
     torch.set_num_threads(threads)
     t_start, load_start = time.perf_counter(), load_avg()
-    train_x, _ = load_fashion_mnist_tensors("train", n=cfg["n_train"])
+    train_x, _ = load_fashion_mnist_tensors("train", n=n_train)
     real, _ = load_fashion_mnist_tensors("test", n=n)
     fid = FID(real, features="fashion", device="cpu")
     reference = round(fid(train_x[:n]), 3)  # what a model that reproduces the data would score with n images
-    train_sched = diffusers.DDPMScheduler(beta_schedule=cfg["beta_schedule"], prediction_type=cfg["objective"])
-    ddim = diffusers.DDIMScheduler.from_config(train_sched.config, clip_sample=False)  # as the notebooks sample
+    train_sched = recipe.make_train_scheduler()
+    ddim = recipe.make_sampler()  # without x̂0 clipping, as the notebooks sample
     clk = Clock(clock, threads)
     probe = QualityProbe(clk, points, fid, ddim, n, ddim_steps, verbose=verbose,
                          on_point=lambda: on_point(results(complete=False)) if on_point else None)
-    dl = make_dataloader(Images(pad32(train_x)), cfg["batch_size"], seed=seed, drop_last=True)
-    learner = Learner(fashion_unet(cfg, seed), dl, DiffusionLoss(train_sched, objective=cfg["objective"]), lr=cfg["lr"],
-                      callbacks=[probe], ema_decay=cfg["ema_decay"], lr_schedule=time_cosine(clk, minutes * 60, cfg["warmup"]),
+    dl = make_dataloader(Images(pad32(train_x)), recipe.batch_size, seed=seed, drop_last=True)
+    learner = Learner(recipe.make_unet(seed), dl, DiffusionLoss(train_sched, objective=recipe.objective), lr=recipe.lr,
+                      opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps), callbacks=[probe],
+                      ema_decay=recipe.ema_decay, lr_schedule=time_cosine(clk, minutes * 60, warmup),
                       device="cpu", mixed_precision=None, log_every=1, progress=False)
     settings = dict(minutes=minutes, points=points, n=n, threads=threads, torch_threads=torch.get_num_threads(),
-                    ddim_steps=ddim_steps, clock=clock, seed=seed, recipe={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                    ddim_steps=ddim_steps, clock=clock, seed=seed, recipe=recipe_settings(recipe, warmup, n_train),
                     unet_params=sum(p.numel() for p in learner.model.parameters()), n_train_images=len(train_x),
                     fid_features="fashion", torch=torch.__version__, diffusers=diffusers.__version__,
                     machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                    omp_num_threads=os.environ.get("OMP_NUM_THREADS"), clock_meaning=CLOCKS[clock].format(threads=threads))
+                    omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+                    clock_meaning=CLOCKS[clock].format(threads=threads))
     def results(complete:bool)->dict:
-        return {"settings": settings, "note": note, "complete": complete, "reference_fid_real_vs_real": reference, "rows": probe.rows,
-                "load_avg": {"start": load_start, "end": load_avg()}, "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
+        return {"settings": settings, "note": note, "complete": complete, "reference_fid_real_vs_real": reference,
+                "rows": probe.rows, "load_avg": {"start": load_start, "end": load_avg()},
+                "total_wall_minutes": round((time.perf_counter() - t_start) / 60, 2),
                 "samples": torch.stack(probe.samples) if probe.samples else None}
     if verbose: print(f"reference FID (n={n} train vs n test images): {reference:.2f}\n{header(clock)}", flush=True)
     try: learner.fit(steps=10**9)
@@ -225,8 +245,8 @@ def plot(result:dict, path:Path):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90, gridspec_kw={"width_ratios": [1.1, 1]})
     ax.plot([r["minutes"] for r in rows], [r["fid"] for r in rows], "o-", label="EMA model, DDIM")
     ax.axhline(result["reference_fid_real_vs_real"], ls="--", c="gray", label="real vs real")
-    ax.set(xlabel=f"training minutes ({s['clock']} clock, {s['threads']} threads)", ylabel=f"FID (fashion features, n={s['n']})",
-           yscale="log", title="Sample quality vs CPU training time")
+    ax.set(xlabel=f"training minutes ({s['clock']} clock, {s['threads']} threads)",
+           ylabel=f"FID (fashion features, n={s['n']})", yscale="log", title="Sample quality vs CPU training time")
     ax.legend(fontsize=8)
     grid = result["samples"]  # [points, keep, 1, 32, 32]
     if grid is not None:
@@ -265,8 +285,9 @@ def main(argv=None):
     defaults = QUICK_ARGS if args.quick else dict(minutes=14, every=2, n=500, ddim_steps=50)
     kw = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
     out = args.out or (Path(tempfile.mkdtemp(prefix="quality_vs_time-")) if args.quick else RESULTS)
-    result = run(**kw, points=args.points, threads=args.threads, clock=args.clock, cfg=QUICK if args.quick else RECIPE,
-                 seed=args.seed, note=args.note, on_point=lambda partial: save(partial, out))  # a long run keeps what it has measured
+    result = run(**kw, points=args.points, threads=args.threads, clock=args.clock,
+                 recipe=QUICK if args.quick else RECIPE, n_train=QUICK_N_TRAIN if args.quick else None, seed=args.seed,
+                 note=args.note, on_point=lambda partial: save(partial, out))  # a long run keeps what it has measured
     js, png = save(result, out)
     print(f"total {result['total_wall_minutes']:.1f} min wall; load average start {result['load_avg']['start']}, "
           f"end {result['load_avg']['end']}\nwrote {js} and {png}")

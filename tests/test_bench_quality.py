@@ -1,4 +1,4 @@
-"bench/quality_vs_time.py: its smoke mode end to end (real Fashion-MNIST, the shipped classifier), its clock and LR schedule."
+"bench/quality_vs_time.py: its smoke mode end to end (real Fashion-MNIST, the shipped classifier), clock, LR schedule."
 import importlib.util
 import json
 import math
@@ -15,7 +15,8 @@ _spec.loader.exec_module(qvt)
 
 
 def test_quick_run_writes_table_json_and_png(tmp_path, capsys):
-    args = ["--quick", "--minutes", "0.02", "--every", "0.01", "--n", "8", "--ddim-steps", "2", "--threads", "1", "--out", str(tmp_path)]
+    args = ["--quick", "--minutes", "0.02", "--every", "0.01", "--n", "8", "--ddim-steps", "2", "--threads", "1",
+            "--out", str(tmp_path)]
     result = qvt.main(args)
     out = capsys.readouterr().out
     assert "reference FID" in out and "FID" in out and "wrote" in out
@@ -24,10 +25,11 @@ def test_quick_run_writes_table_json_and_png(tmp_path, capsys):
     rows = data["rows"]
     assert data["complete"] is True
     assert len(rows) == 2 and data["settings"]["n"] == 8 and data["settings"]["recipe"]["n_train"] == 256
-    for key in ("minutes", "steps", "loss", "fid", "sampling_s", "cpu_minutes_per_thread", "load_avg"): assert key in rows[0]
+    for key in ("minutes", "steps", "loss", "fid", "sampling_s", "cpu_minutes_per_thread", "load_avg"):
+        assert key in rows[0]
     assert rows[0]["minutes"] >= 0.01 and rows[1]["minutes"] >= 0.02  # points are reached, never early
     assert 0 < rows[0]["steps"] < rows[1]["steps"] and all(math.isfinite(r["loss"]) and r["fid"] >= 0 for r in rows)
-    assert all(0 < r["lr"] <= qvt.QUICK["lr"] for r in rows)  # the schedule itself: test_time_cosine_follows_the_time_budget
+    assert all(0 < r["lr"] <= qvt.QUICK.lr for r in rows)  # the schedule itself: test_time_cosine_follows_the_time_...
     assert result["samples"].shape == (2, 8, 1, 32, 32) and 0 <= result["samples"].min() <= result["samples"].max() <= 1
     # evaluation time does not count as training time
     assert data["total_wall_minutes"] > rows[1]["wall_minutes"]
@@ -57,7 +59,8 @@ def test_time_cosine_follows_the_time_budget():
     for s in (0, 5, 10, 55, 100, 200):
         clock.s = s; lrs[s] = sched.lr_lambdas[0](12345)
     assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.5) and lrs[10] == pytest.approx(1.0)
-    assert lrs[55] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0, abs=1e-9) and lrs[200] == pytest.approx(0.0, abs=1e-9)
+    assert lrs[55] == pytest.approx(0.5)
+    assert lrs[100] == pytest.approx(0.0, abs=1e-9) and lrs[200] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_fid_points():
