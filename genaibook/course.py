@@ -109,7 +109,8 @@ def compact_png(data:str, # A base64 PNG, as a notebook stores a figure
     import base64
     import io
     from PIL import Image
-    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    try: image = Image.open(io.BytesIO(base64.b64decode(data)))
+    except (OSError, ValueError): return data  # not a PNG Pillow can read: leave it as it is
     if image.mode == "P": return data  # already a palette image: scrubbing twice changes nothing
     out = io.BytesIO()
     image.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(

@@ -212,3 +212,32 @@ def test_summary_table():
         "total                   52.3  2/3 ok"]
     assert summary_table([], Path("nbs")).splitlines() == ["notebook  minutes  status  key result",
                                                            "total         0.0  0/0 ok"]
+
+
+def test_figures_survive_an_inherited_agg_backend(tmp_path, monkeypatch):
+    "course.sh exports MPLBACKEND=Agg for pytest; the notebooks' kernels must still draw figures inline."
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = write_nb(tmp_path/"plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2]);")
+    assert run_notebook(nb, tmp_path/"out.ipynb", mode="tiny").ok
+    outputs = nbformat.read(tmp_path/"out.ipynb", as_version=4).cells[0].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_compact_png_shrinks_figures_and_leaves_other_data_alone():
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from genaibook.course import compact_png
+    fig, ax = plt.subplots()
+    ax.plot(range(100), [i * i for i in range(100)])
+    buffer = io.BytesIO(); fig.savefig(buffer, format="png"); plt.close(fig)
+    png = base64.b64encode(buffer.getvalue()).decode()
+    packed = compact_png(png)
+    assert len(packed) < len(png) and Image.open(io.BytesIO(base64.b64decode(packed))).mode == "P"
+    assert compact_png(packed) == packed
+    assert compact_png("iVBOR") == "iVBOR" and compact_png("not base64 at all!") == "not base64 at all!"
