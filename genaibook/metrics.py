@@ -49,10 +49,8 @@ def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "
     return images, labels.clone()
 
 # %% ../nbs/lib/13_metrics.ipynb #31d35e47
-def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
-                   tol:float=1e-2, # How far outside [0, 1] float values may stray (then they are clamped)
-                  )->torch.Tensor: # float32 [N, 1, 28, 28] in [0, 1]
-    "Check images for the metrics: uint8 is scaled to [0, 1], 32-pixel images are cropped by 2 pixels (undoing `Pad(2)`)."
+def _check_batch_shape(images):
+    "A clear error unless `images` is a tensor [N, 1, 28|32, 28|32]."
     if not isinstance(images, torch.Tensor): raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     shape = tuple(images.shape)
     if images.ndim != 4: raise ValueError(f"images must be a batch [N, 1, H, W], got shape {shape}; "
@@ -61,6 +59,13 @@ def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1],
                                        "grayscale: convert RGB with x.mean(1, keepdim=True)")
     if shape[2:] not in ((28, 28), (32, 32)): raise ValueError(f"images must be 28x28 or 32x32 pixels, got {shape[2:]}; "
                                                                "resize them to 28x28 first")
+
+def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
+                   tol:float=1e-2, # How far outside [0, 1] float values may stray (then they are clamped)
+                  )->torch.Tensor: # float32 [N, 1, 28, 28] in [0, 1]
+    "Check images for the metrics: uint8 is scaled to [0, 1], 32-pixel images are cropped by 2 pixels (undoing `Pad(2)`)."
+    _check_batch_shape(images)
+    shape = tuple(images.shape)
     if images.dtype == torch.uint8: images = images.float() / 255
     elif not images.is_floating_point(): raise TypeError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
     images = images.float()

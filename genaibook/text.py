@@ -8,6 +8,7 @@ __all__ = ['next_token_logits', 'top_next_tokens', 'token_label', 'plot_next_tok
            'plot_sampling', 'widgets_available', 'explore_sampling']
 
 # %% ../nbs/lib/07_text.ipynb #c003
+import inspect
 import os
 
 import pandas as pd
@@ -19,18 +20,25 @@ from .core import check_int, in_test
 from .offline import is_twin, twin_notice
 
 # %% ../nbs/lib/07_text.ipynb #c009
+def _cache_argument(model)->str:
+    "The name `model`'s forward takes its key-value cache by: `cache` in transformers ≥ 5.2x, `past_key_values` before."
+    try: parameters = inspect.signature(getattr(model, "forward", model)).parameters
+    except (TypeError, ValueError): return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
 @torch.no_grad()
 def next_token_logits(model, # A causal LM: called as `model(input_ids=...)`, returning an object with `.logits` [B, T, V]
-                      input_ids:torch.Tensor, # [B, T] token ids: the whole sequence, or only the new ones when `past_key_values` is given
-                      past_key_values=None, # The cache from the previous call, or None
+                      input_ids:torch.Tensor, # [B, T] token ids: the whole sequence, or only the new ones when `cache` is given
+                      cache=None, # The key-value cache from the previous call, or None
                       use_cache:bool=True, # Ask the model for a cache to pass back next time
                      )->tuple: # (logits [B, V] as float32, the cache or None)
     "Run `model` once and return the scores for the next token, plus its key-value cache."
-    kwargs = dict(past_key_values=past_key_values, use_cache=True) if use_cache else {}
+    kwargs = {_cache_argument(model): cache, "use_cache": True} if use_cache else {}
     out = model(input_ids=input_ids, **kwargs)
     logits = out.logits if hasattr(out, "logits") else out
-    cache = getattr(out, "past_key_values", None) if use_cache else None
-    return logits[:, -1].float(), cache
+    if not use_cache: return logits[:, -1].float(), None
+    new_cache = getattr(out, "cache", None)
+    return logits[:, -1].float(), new_cache if new_cache is not None else getattr(out, "past_key_values", None)
 
 # %% ../nbs/lib/07_text.ipynb #c012
 def top_next_tokens(model, # A causal LM
