@@ -21,6 +21,7 @@ Usage: OMP_NUM_THREADS=2 python bench/class_accuracy.py [--run ch5-cpu] [--per-c
        [--scales 1,2,3,5] [--spacing leading] [--train]
 Writes bench/results/class_accuracy.json.
 """
+
 # ruff: noqa: E402 (the imports after use_offline_cache() come after it on purpose)
 import argparse
 import json
@@ -51,22 +52,30 @@ def train(folder: Path, device, recipe: DiffusionRecipe = CH5_CPU) -> None:
     "Train `recipe` into `folder` (resuming from its checkpoint) as the notebook does, and save the sampling model."
     from genaibook.diffusion import DiffusionLoss
     from genaibook.train import Learner, make_dataloader
+
     data = fashion_mnist_32("train")
     scheduler = recipe.make_train_scheduler()
     model = recipe.make_unet()
     set_seed(0)
-    learn = Learner(model, make_dataloader(data, batch_size=recipe.batch_size, seed=0),
-                    DiffusionLoss(scheduler, recipe.objective, class_dropout=recipe.class_dropout,
-                                  null_class=recipe.null_class),
-                    lr=recipe.lr, opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps),
-                    lr_schedule=recipe.lr_schedule, ema_decay=recipe.ema_decay, device=device,
-                    ckpt_dir=folder, ckpt_every=250)
+    learn = Learner(
+        model,
+        make_dataloader(data, batch_size=recipe.batch_size, seed=0),
+        DiffusionLoss(scheduler, recipe.objective, class_dropout=recipe.class_dropout, null_class=recipe.null_class),
+        lr=recipe.lr,
+        opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps),
+        lr_schedule=recipe.lr_schedule,
+        ema_decay=recipe.ema_decay,
+        device=device,
+        ckpt_dir=folder,
+        ckpt_every=250,
+    )
     learn.fit(steps=recipe.steps)
     save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
 
 
 def save_sample_model(model, scheduler, path: Path) -> None:
-    model.save_pretrained(path); scheduler.save_pretrained(path)
+    model.save_pretrained(path)
+    scheduler.save_pretrained(path)
 
 
 def _plain(value):
@@ -87,9 +96,11 @@ def load_sampling_model(model_dir: Path, recipe: DiffusionRecipe | None, spacing
     differ = [k for k in ("num_train_timesteps", "beta_schedule", "prediction_type") if saved.get(k) != trained[k]]
     differ += [f"unet {k}" for k, v in recipe.unet.items() if _plain(model.config.get(k)) != _plain(v)]
     if differ:
-        raise SystemExit(f"The model at {model_dir} was not trained with the recipe {recipe.name!r} (it differs in "
-                         f"{', '.join(differ)}): retrain it (rerun the notebook, or delete the folder and pass "
-                         "--train)")
+        raise SystemExit(
+            f"The model at {model_dir} was not trained with the recipe {recipe.name!r} (it differs in "
+            f"{', '.join(differ)}): retrain it (rerun the notebook, or delete the folder and pass "
+            "--train)"
+        )
     ddim = DDIMScheduler.from_config(recipe.make_sampler().config, timestep_spacing=spacing)
     return model, ddim, recipe.null_class
 
@@ -97,18 +108,26 @@ def load_sampling_model(model_dir: Path, recipe: DiffusionRecipe | None, spacing
 def training_info(folder: Path) -> dict:
     "Steps and training time recorded in the run's last checkpoint, if there is one."
     ckpt = folder / "last.pt"
-    if not ckpt.exists(): return {}
+    if not ckpt.exists():
+        return {}
     ck = torch.load(ckpt, map_location="cpu", weights_only=False)
-    return {"train_steps": ck["step"], "train_minutes": round(ck["elapsed"] / 60, 2),
-            "final_loss_mean_last_50": round(sum(ck["history"]["loss"][-50:]) / len(ck["history"]["loss"][-50:]), 5)}
+    return {
+        "train_steps": ck["step"],
+        "train_minutes": round(ck["elapsed"] / 60, 2),
+        "final_loss_mean_last_50": round(sum(ck["history"]["loss"][-50:]) / len(ck["history"]["loss"][-50:]), 5),
+    }
 
 
 def measure(images, labels, judge, fid, name, seconds=None) -> dict:
     hit = (predict_classes(images, judge) == labels).float()
     per_class = torch.zeros(10).index_add_(0, labels, hit) / torch.bincount(labels, minlength=10).clamp(min=1)
-    return {"samples": name, "class_accuracy": round(hit.mean().item(), 4), "fid": round(fid(images), 3),
-            "seconds": None if seconds is None else round(seconds, 1),
-            "per_class": {c: round(a, 3) for c, a in zip(FASHION_CLASSES, per_class.tolist())}}
+    return {
+        "samples": name,
+        "class_accuracy": round(hit.mean().item(), 4),
+        "fid": round(fid(images), 3),
+        "seconds": None if seconds is None else round(seconds, 1),
+        "per_class": {c: round(a, 3) for c, a in zip(FASHION_CLASSES, per_class.tolist())},
+    }
 
 
 def main():
@@ -116,19 +135,25 @@ def main():
     p.add_argument("--run", default="ch5-cpu", help="run_dir name the notebook trained into")
     p.add_argument("--per-class", type=int, default=20)
     p.add_argument("--steps", type=int, default=CH5_CPU.sample_steps)
-    p.add_argument("--scales", default="1,2,3,5"); p.add_argument("--n-ref", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=2); p.add_argument("--train", action="store_true")
+    p.add_argument("--scales", default="1,2,3,5")
+    p.add_argument("--n-ref", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--train", action="store_true")
     p.add_argument("--device", default=None)
-    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"],
-                   help="DDIM timestep spacing")
+    p.add_argument(
+        "--spacing", default="leading", choices=["leading", "trailing", "linspace"], help="DDIM timestep spacing"
+    )
     args = p.parse_args()
     device = torch.device(args.device) if args.device else get_device()
     recipe = RECIPES.get(args.run)  # None for a run that is not a recipe (e.g. the notebook's "ch5-book")
     folder = run_dir(args.run)
     model_dir = folder / "sample_model"
     if not model_dir.exists():
-        if not args.train: raise SystemExit(f"No trained model at {model_dir}: run nbs/05_stable_diffusion.ipynb "
-                                            "(CPU setting) first, or pass --train")
+        if not args.train:
+            raise SystemExit(
+                f"No trained model at {model_dir}: run nbs/05_stable_diffusion.ipynb "
+                "(CPU setting) first, or pass --train"
+            )
         train(folder, device, recipe or CH5_CPU)
     model, ddim, null_class = load_sampling_model(model_dir, recipe, args.spacing, device)
     shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
@@ -137,30 +162,60 @@ def main():
     fid = FID(load_fashion_mnist_tensors("train", n=args.n_ref)[0], features="fashion", classifier=judge)
     labels = torch.arange(10).repeat_interleave(args.per_class)
     test_images, test_labels = load_fashion_mnist_tensors("test")
-    pick = torch.cat([torch.nonzero(test_labels == c)[:args.per_class, 0] for c in range(10)])
+    pick = torch.cat([torch.nonzero(test_labels == c)[: args.per_class, 0] for c in range(10)])
     rows = [measure(test_images[pick], test_labels[pick], judge, fid, "real test images")]
     for w in [float(s) for s in args.scales.split(",")]:
         t0 = time.perf_counter()
-        images = sample(model, ddim, (len(labels), *shape), num_inference_steps=args.steps, class_labels=labels,
-                        guidance_scale=w, uncond_label=null_class, generator=torch.Generator().manual_seed(args.seed),
-                        device=device, progress=False) * 0.5 + 0.5
+        images = (
+            sample(
+                model,
+                ddim,
+                (len(labels), *shape),
+                num_inference_steps=args.steps,
+                class_labels=labels,
+                guidance_scale=w,
+                uncond_label=null_class,
+                generator=torch.Generator().manual_seed(args.seed),
+                device=device,
+                progress=False,
+            )
+            * 0.5
+            + 0.5
+        )
         rows.append(measure(images, labels, judge, fid, f"guidance {w:g}", time.perf_counter() - t0))
 
-    print(f"{args.per_class} samples per class, {args.steps} DDIM steps, FID on the classifier's features vs "
-          f"{args.n_ref} training images; device {device.type}, torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.per_class} samples per class, {args.steps} DDIM steps, FID on the classifier's features vs "
+        f"{args.n_ref} training images; device {device.type}, torch threads {torch.get_num_threads()}"
+    )
     print(f"{'samples':<18}{'class acc.':>11}{'FID':>8}{'time (s)':>10}   worst class")
     for r in rows:
         worst = min(r["per_class"], key=r["per_class"].get)
         secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
-        print(f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   "
-              f"{worst} ({r['per_class'][worst]:.0%})")
-    meta = {"run": args.run, "model_dir": str(model_dir), **training_info(folder), "per_class": args.per_class,
-            "ddim_steps": args.steps, "timestep_spacing": args.spacing, "clip_sample": ddim.config.clip_sample,
-            "n_ref": args.n_ref, "seed": args.seed, "device": str(device),
-            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "machine": platform.processor() or platform.machine(),
-            "unet_params": sum(q.numel() for q in model.parameters()), "unet_config": dict(model.config),
-            "recipe": recipe.summary() if recipe else None}
+        print(
+            f"{r['samples']:<18}{r['class_accuracy']:>11.1%}{r['fid']:>8.2f}{secs:>10}   "
+            f"{worst} ({r['per_class'][worst]:.0%})"
+        )
+    meta = {
+        "run": args.run,
+        "model_dir": str(model_dir),
+        **training_info(folder),
+        "per_class": args.per_class,
+        "ddim_steps": args.steps,
+        "timestep_spacing": args.spacing,
+        "clip_sample": ddim.config.clip_sample,
+        "n_ref": args.n_ref,
+        "seed": args.seed,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "unet_params": sum(q.numel() for q in model.parameters()),
+        "unet_config": dict(model.config),
+        "recipe": recipe.summary() if recipe else None,
+    }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"settings": meta, "results": rows}, indent=1, default=str) + "\n")
     print(f"wrote {RESULTS}")

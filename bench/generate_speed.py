@@ -12,6 +12,7 @@ exporting.
 Usage: python bench/generate_speed.py [--new-tokens 48] [--repeats 3] [--threads 2] [--dtype float32]
 Writes bench/results/generate_speed.json.
 """
+
 import argparse
 import json
 import platform
@@ -69,8 +70,10 @@ def main(argv=None) -> dict:
     with torch.inference_mode():
         outputs = {name: fn() for name, fn in runs.items()}  # warm-up, and the check that all four agree
         n_ours = outputs["ours, KV cache"].shape[1] - input_ids.shape[1]
-        same = all(out[0, : input_ids.shape[1] + n_ours].tolist() == outputs["ours, KV cache"][0].tolist()
-                   for out in outputs.values())
+        same = all(
+            out[0, : input_ids.shape[1] + n_ours].tolist() == outputs["ours, KV cache"][0].tolist()
+            for out in outputs.values()
+        )
         seconds = {name: [] for name in runs}
         for _ in range(args.repeats):
             for name, fn in runs.items():
@@ -79,8 +82,13 @@ def main(argv=None) -> dict:
                 seconds[name].append((time.perf_counter() - t0, out.shape[1] - input_ids.shape[1]))
     rate = {name: statistics.median(n / s for s, n in times) for name, times in seconds.items()}
     result = {
-        "model": MODEL_ID, "dtype": args.dtype, "threads": args.threads, "new_tokens": args.new_tokens,
-        "repeats": args.repeats, "same_tokens": same, "ours_stopped_after": n_ours,
+        "model": MODEL_ID,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "same_tokens": same,
+        "ours_stopped_after": n_ours,
         "tokens_per_s": {name: round(r, 1) for name, r in rate.items()},
         "ratio_ours_to_transformers": {
             "KV cache": round(rate["ours, KV cache"] / rate["transformers, KV cache"], 3),
@@ -90,7 +98,8 @@ def main(argv=None) -> dict:
             "ours": round(rate["ours, KV cache"] / rate["ours, no cache"], 2),
             "transformers": round(rate["transformers, KV cache"] / rate["transformers, no cache"], 2),
         },
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -16,62 +16,82 @@ import torch
 from PIL import Image
 
 # %% ../nbs/lib/03_audio.ipynb #d6a77099
-def image_from_spectrogram(Sxx:np.ndarray, # Mel amplitudes [n_mels, frames], low frequencies first
-                           max_volume:float=50, # Amplitude (after the power curve) drawn as black
-                           power_for_image:float=0.25, # Power curve that compresses amplitudes
-                          )->Image.Image:
+def image_from_spectrogram(
+    Sxx: np.ndarray,  # Mel amplitudes [n_mels, frames], low frequencies first
+    max_volume: float = 50,  # Amplitude (after the power curve) drawn as black
+    power_for_image: float = 0.25,  # Power curve that compresses amplitudes
+) -> Image.Image:
     "Encode a mel amplitude spectrogram as a Riffusion-style RGB image."
     data = np.power(np.clip(np.asarray(Sxx, dtype=np.float64), 0, None), power_for_image) * 255 / max_volume
     data = 255 - np.clip(data, 0, 255)
     return Image.fromarray(data[::-1].astype(np.uint8)).convert("RGB")
 
-def spectrogram_from_image(image:Image.Image, # A Riffusion spectrogram image
-                           max_volume:float=50, # Must match the value used to make the image
-                           power_for_image:float=0.25, # Must match the value used to make the image
-                          )->np.ndarray: # Mel amplitudes [n_mels, frames], low frequencies first
+
+def spectrogram_from_image(
+    image: Image.Image,  # A Riffusion spectrogram image
+    max_volume: float = 50,  # Must match the value used to make the image
+    power_for_image: float = 0.25,  # Must match the value used to make the image
+) -> np.ndarray:  # Mel amplitudes [n_mels, frames], low frequencies first
     "Decode a Riffusion-style image back to mel amplitudes."
-    if not isinstance(image, Image.Image): raise TypeError(f"Expected a PIL image, got {type(image).__name__}")
-    if max_volume <= 0 or power_for_image <= 0: raise ValueError("max_volume and power_for_image must be positive")
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"Expected a PIL image, got {type(image).__name__}")
+    if max_volume <= 0 or power_for_image <= 0:
+        raise ValueError("max_volume and power_for_image must be positive")
     data = np.asarray(image.convert("RGB"), dtype=np.float32)[::-1, :, 0]
     data = (255 - data) * max_volume / 255
     return np.power(data, 1 / power_for_image)
 
 # %% ../nbs/lib/03_audio.ipynb #567b71a0
-def _hz_to_mel(f): return 2595.0 * torch.log10(1.0 + f / 700.0)
-def _mel_to_hz(m): return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+def _hz_to_mel(f):
+    return 2595.0 * torch.log10(1.0 + f / 700.0)
 
-def mel_filterbank(n_freqs:int, # Number of linear FFT bins (n_fft // 2 + 1)
-                   n_mels:int, # Number of mel bands
-                   sample_rate:int, # Audio sample rate, in Hz
-                   f_min:float=0.0, # Lowest band edge, in Hz
-                   f_max:float=10_000.0, # Highest band edge, in Hz
-                  )->torch.Tensor: # [n_freqs, n_mels]
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(
+    n_freqs: int,  # Number of linear FFT bins (n_fft // 2 + 1)
+    n_mels: int,  # Number of mel bands
+    sample_rate: int,  # Audio sample rate, in Hz
+    f_min: float = 0.0,  # Lowest band edge, in Hz
+    f_max: float = 10_000.0,  # Highest band edge, in Hz
+) -> torch.Tensor:  # [n_freqs, n_mels]
     "Triangular HTK mel filters, unnormalised (the convention Riffusion uses)."
     freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
-    edges = _mel_to_hz(torch.linspace(_hz_to_mel(torch.tensor(f_min, dtype=torch.float64)),
-                                      _hz_to_mel(torch.tensor(f_max, dtype=torch.float64)), n_mels + 2))
+    edges = _mel_to_hz(
+        torch.linspace(
+            _hz_to_mel(torch.tensor(f_min, dtype=torch.float64)),
+            _hz_to_mel(torch.tensor(f_max, dtype=torch.float64)),
+            n_mels + 2,
+        )
+    )
     widths = edges[1:] - edges[:-1]  # [n_mels + 1]
     slopes = edges[None, :] - freqs[:, None]  # [n_freqs, n_mels + 2]
     rising, falling = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
     return torch.clamp(torch.minimum(rising, falling), min=0).float()
 
-def mel_to_linear(Sxx:torch.Tensor, # Mel amplitudes [n_mels, frames]
-                  fb:torch.Tensor, # Filters from `mel_filterbank`, [n_freqs, n_mels]
-                 )->torch.Tensor: # Linear-frequency amplitudes [n_freqs, frames]
+
+def mel_to_linear(
+    Sxx: torch.Tensor,  # Mel amplitudes [n_mels, frames]
+    fb: torch.Tensor,  # Filters from `mel_filterbank`, [n_freqs, n_mels]
+) -> torch.Tensor:  # Linear-frequency amplitudes [n_freqs, frames]
     "Least-squares inverse of the mel projection, with negative amplitudes clipped to zero."
     return torch.linalg.lstsq(fb.T.double(), Sxx.double(), driver="gelsd").solution.clamp(min=0).float()
 
 # %% ../nbs/lib/03_audio.ipynb #fa94fa37
-def griffin_lim(mag:torch.Tensor, # Magnitudes [n_fft // 2 + 1, frames]
-                n_fft:int, # FFT size
-                hop_length:int, # Samples between frames
-                win_length:int, # Window size (Hann)
-                n_iter:int=32, # Phase-recovery iterations
-                momentum:float=0.99, # Fast Griffin-Lim momentum; 0 gives the classic algorithm
-                seed:int=0, # Seed of the random initial phase
-               )->torch.Tensor: # Waveform [samples]
+def griffin_lim(
+    mag: torch.Tensor,  # Magnitudes [n_fft // 2 + 1, frames]
+    n_fft: int,  # FFT size
+    hop_length: int,  # Samples between frames
+    win_length: int,  # Window size (Hann)
+    n_iter: int = 32,  # Phase-recovery iterations
+    momentum: float = 0.99,  # Fast Griffin-Lim momentum; 0 gives the classic algorithm
+    seed: int = 0,  # Seed of the random initial phase
+) -> torch.Tensor:  # Waveform [samples]
     "Estimate a waveform whose STFT magnitudes match `mag`."
-    if mag.shape[0] != n_fft // 2 + 1: raise ValueError(f"mag has {mag.shape[0]} frequency bins; n_fft={n_fft} needs {n_fft // 2 + 1}")
+    if mag.shape[0] != n_fft // 2 + 1:
+        raise ValueError(f"mag has {mag.shape[0]} frequency bins; n_fft={n_fft} needs {n_fft // 2 + 1}")
     window = torch.hann_window(win_length, dtype=mag.dtype, device=mag.device)
     stft = lambda x: torch.stft(x, n_fft, hop_length, win_length, window, pad_mode="constant", return_complex=True)
     istft = lambda X: torch.istft(X, n_fft, hop_length, win_length, window)
@@ -86,82 +106,120 @@ def griffin_lim(mag:torch.Tensor, # Magnitudes [n_fft // 2 + 1, frames]
     return istft(mag * phase)
 
 # %% ../nbs/lib/03_audio.ipynb #892e9b98
-RIFFUSION = dict(sample_rate=44_100, n_mels=512, max_volume=50, power_for_image=0.25,
-                 window_ms=100, padded_ms=400, step_ms=10, num_griffin_lim_iters=32)
+RIFFUSION = dict(
+    sample_rate=44_100,
+    n_mels=512,
+    max_volume=50,
+    power_for_image=0.25,
+    window_ms=100,
+    padded_ms=400,
+    step_ms=10,
+    num_griffin_lim_iters=32,
+)
 
-def riffusion_stft_params(sample_rate:int=RIFFUSION["sample_rate"])->dict:
+
+def riffusion_stft_params(sample_rate: int = RIFFUSION["sample_rate"]) -> dict:
     "Riffusion's FFT size, hop and window, in samples."
     ms = lambda d: int(d / 1000.0 * sample_rate)
-    return dict(n_fft=ms(RIFFUSION["padded_ms"]), hop_length=ms(RIFFUSION["step_ms"]), win_length=ms(RIFFUSION["window_ms"]))
+    return dict(
+        n_fft=ms(RIFFUSION["padded_ms"]), hop_length=ms(RIFFUSION["step_ms"]), win_length=ms(RIFFUSION["window_ms"])
+    )
 
-def waveform_from_spectrogram(Sxx:np.ndarray, # Mel amplitudes [n_mels, frames]
-                              n_fft:int, # FFT size
-                              hop_length:int, # Samples between frames
-                              win_length:int, # Window size
-                              sample_rate:int, # Audio sample rate, in Hz
-                              n_mels:int, # Number of mel bands in `Sxx`
-                              num_griffin_lim_iters:int=32, # Phase-recovery iterations
-                              device:str="cpu", # Where to compute
-                             )->np.ndarray: # Waveform [samples], float32
+
+def waveform_from_spectrogram(
+    Sxx: np.ndarray,  # Mel amplitudes [n_mels, frames]
+    n_fft: int,  # FFT size
+    hop_length: int,  # Samples between frames
+    win_length: int,  # Window size
+    sample_rate: int,  # Audio sample rate, in Hz
+    n_mels: int,  # Number of mel bands in `Sxx`
+    num_griffin_lim_iters: int = 32,  # Phase-recovery iterations
+    device: str = "cpu",  # Where to compute
+) -> np.ndarray:  # Waveform [samples], float32
     "Reconstruct a waveform from a mel amplitude spectrogram (least-squares mel inverse, then Griffin-Lim)."
     Sxx = torch.as_tensor(np.ascontiguousarray(Sxx), dtype=torch.float32, device=device)
-    if Sxx.ndim != 2 or Sxx.shape[0] != n_mels: raise ValueError(f"Sxx must be [n_mels={n_mels}, frames], got {tuple(Sxx.shape)}")
+    if Sxx.ndim != 2 or Sxx.shape[0] != n_mels:
+        raise ValueError(f"Sxx must be [n_mels={n_mels}, frames], got {tuple(Sxx.shape)}")
     fb = mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate).to(device)
     mag = mel_to_linear(Sxx, fb)
     return griffin_lim(mag, n_fft, hop_length, win_length, n_iter=num_griffin_lim_iters).cpu().numpy()
 
-def wav_bytes_from_spectrogram_image(image:Image.Image, # A Riffusion spectrogram image (512 rows)
-                                     device:str="cpu", # Where to compute
-                                    )->BytesIO: # A 16-bit mono WAV file, rewound
+
+def wav_bytes_from_spectrogram_image(
+    image: Image.Image,  # A Riffusion spectrogram image (512 rows)
+    device: str = "cpu",  # Where to compute
+) -> BytesIO:  # A 16-bit mono WAV file, rewound
     "Turn a Riffusion spectrogram image into playable WAV bytes."
     from scipy.io import wavfile
+
     Sxx = spectrogram_from_image(image, RIFFUSION["max_volume"], RIFFUSION["power_for_image"])
-    samples = waveform_from_spectrogram(Sxx, **riffusion_stft_params(), sample_rate=RIFFUSION["sample_rate"],
-                                        n_mels=Sxx.shape[0], num_griffin_lim_iters=RIFFUSION["num_griffin_lim_iters"], device=device)
+    samples = waveform_from_spectrogram(
+        Sxx,
+        **riffusion_stft_params(),
+        sample_rate=RIFFUSION["sample_rate"],
+        n_mels=Sxx.shape[0],
+        num_griffin_lim_iters=RIFFUSION["num_griffin_lim_iters"],
+        device=device,
+    )
     wav = BytesIO()
     wavfile.write(wav, RIFFUSION["sample_rate"], np.clip(samples, -32768, 32767).astype(np.int16))
     wav.seek(0)
     return wav
 
 # %% ../nbs/lib/03_audio.ipynb #ef8bbaf8
-def image_from_waveform(waveform:np.ndarray, # Mono samples in 16-bit units, at Riffusion's 44.1 kHz
-                       )->Image.Image: # One column per 10 ms
+def image_from_waveform(
+    waveform: np.ndarray,  # Mono samples in 16-bit units, at Riffusion's 44.1 kHz
+) -> Image.Image:  # One column per 10 ms
     "Encode a waveform as a Riffusion spectrogram image (the inverse of `wav_bytes_from_spectrogram_image`)."
     p = riffusion_stft_params()
     x = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
     window = torch.hann_window(p["win_length"])
-    mag = torch.stft(x, p["n_fft"], p["hop_length"], p["win_length"], window, pad_mode="constant", return_complex=True).abs()
+    mag = torch.stft(
+        x, p["n_fft"], p["hop_length"], p["win_length"], window, pad_mode="constant", return_complex=True
+    ).abs()
     mel = mel_filterbank(p["n_fft"] // 2 + 1, RIFFUSION["n_mels"], RIFFUSION["sample_rate"]).T @ mag
     return image_from_spectrogram(mel.numpy(), RIFFUSION["max_volume"], RIFFUSION["power_for_image"])
 
 # %% ../nbs/lib/03_audio.ipynb #df846296
-def _load_hub_dataset(repo_id:str, **kwargs):
+def _load_hub_dataset(repo_id: str, **kwargs):
     "`datasets.load_dataset` with an error that explains what to do when the Hub cannot be reached."
     from datasets import load_dataset
-    try: return load_dataset(repo_id, **kwargs)
-    except (ConnectionError, OSError, FileNotFoundError, ValueError) as e:
-        raise RuntimeError(f"Could not load the dataset {repo_id!r} ({type(e).__name__}: {e}). It comes from the Hugging Face "
-                           "Hub: connect to the internet, or run offline with a seeded stand-in cache (see the README's "
-                           "offline section).") from e
 
-def generate_long_audio(target_seconds:float=60, # Stop once the clip is longer than this
-                        sampling_rate:int=16_000, # LibriSpeech's sample rate
-                        repo_id:str="openslr/librispeech_asr", # Dataset to stream utterances from
-                        split:str="train.clean.360", # Split to stream
-                       )->np.ndarray: # Mono samples
+    try:
+        return load_dataset(repo_id, **kwargs)
+    except (ConnectionError, OSError, FileNotFoundError, ValueError) as e:
+        raise RuntimeError(
+            f"Could not load the dataset {repo_id!r} ({type(e).__name__}: {e}). It comes from the Hugging Face "
+            "Hub: connect to the internet, or run offline with a seeded stand-in cache (see the README's "
+            "offline section)."
+        ) from e
+
+
+def generate_long_audio(
+    target_seconds: float = 60,  # Stop once the clip is longer than this
+    sampling_rate: int = 16_000,  # LibriSpeech's sample rate
+    repo_id: str = "openslr/librispeech_asr",  # Dataset to stream utterances from
+    split: str = "train.clean.360",  # Split to stream
+) -> np.ndarray:  # Mono samples
     "A clip longer than `target_seconds`, made by concatenating streamed LibriSpeech utterances."
-    if target_seconds <= 0: raise ValueError(f"target_seconds must be positive, got {target_seconds!r}")
+    if target_seconds <= 0:
+        raise ValueError(f"target_seconds must be positive, got {target_seconds!r}")
     ds = _load_hub_dataset(repo_id, split=split, streaming=True)
     pieces, n = [], 0
     for sample in ds:
-        pieces.append(np.asarray(sample["audio"]["array"], dtype=np.float32)); n += len(pieces[-1])
-        if n > target_seconds * sampling_rate: break
+        pieces.append(np.asarray(sample["audio"]["array"], dtype=np.float32))
+        n += len(pieces[-1])
+        if n > target_seconds * sampling_rate:
+            break
     return np.concatenate(pieces)
 
-def get_speaker_embeddings(id:int=7440, # Row of the validation split; 7440 is the book's speaker
-                           repo_id:str="Matthijs/cmu-arctic-xvectors", # Dataset of x-vectors
-                          )->np.ndarray: # [512] x-vector
+
+def get_speaker_embeddings(
+    id: int = 7440,  # Row of the validation split; 7440 is the book's speaker
+    repo_id: str = "Matthijs/cmu-arctic-xvectors",  # Dataset of x-vectors
+) -> np.ndarray:  # [512] x-vector
     "A 512-d speaker x-vector from the CMU ARCTIC dataset, for SpeechT5."
     ds = _load_hub_dataset(repo_id, split="validation")
-    if not 0 <= id < len(ds): raise IndexError(f"id must be in [0, {len(ds)}), got {id}")
+    if not 0 <= id < len(ds):
+        raise IndexError(f"id must be in [0, {len(ds)}), got {id}")
     return np.asarray(ds[id]["xvector"], dtype=np.float32)

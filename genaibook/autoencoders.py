@@ -16,12 +16,13 @@ from .train import split_batch
 from .core import check_int
 
 # %% ../nbs/lib/09_autoencoders.ipynb #a6f8db67
-def conv_block(in_channels:int, # Channels of the input feature map
-               out_channels:int, # Channels it produces
-               kernel_size:int=4, # The book's 4×4 kernels...
-               stride:int=2, # ...with stride 2 halve the resolution
-               padding:int=1,
-              )->nn.Sequential:
+def conv_block(
+    in_channels: int,  # Channels of the input feature map
+    out_channels: int,  # Channels it produces
+    kernel_size: int = 4,  # The book's 4×4 kernels...
+    stride: int = 2,  # ...with stride 2 halve the resolution
+    padding: int = 1,
+) -> nn.Sequential:
     "Conv2d, BatchNorm2d, ReLU: the encoder's downsampling block."
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding),
@@ -30,85 +31,116 @@ def conv_block(in_channels:int, # Channels of the input feature map
     )
 
 # %% ../nbs/lib/09_autoencoders.ipynb #978e3dd8
-def conv_transpose_block(in_channels:int, # Channels of the input feature map
-                         out_channels:int, # Channels it produces
-                         kernel_size:int=3,
-                         stride:int=2, # Stride 2 roughly doubles the resolution
-                         padding:int=1,
-                         output_padding:int=0, # 1 adds the row and column that a stride-2 encoder rounded away
-                         with_act:bool=True, # Follow with BatchNorm2d and ReLU
-                        )->nn.Sequential:
+def conv_transpose_block(
+    in_channels: int,  # Channels of the input feature map
+    out_channels: int,  # Channels it produces
+    kernel_size: int = 3,
+    stride: int = 2,  # Stride 2 roughly doubles the resolution
+    padding: int = 1,
+    output_padding: int = 0,  # 1 adds the row and column that a stride-2 encoder rounded away
+    with_act: bool = True,  # Follow with BatchNorm2d and ReLU
+) -> nn.Sequential:
     "ConvTranspose2d, then BatchNorm2d and ReLU if `with_act`: the decoder's upsampling block."
-    layers = [nn.ConvTranspose2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride,
-                                 padding=padding, output_padding=output_padding)]
-    if with_act: layers += [nn.BatchNorm2d(out_channels), nn.ReLU()]
+    layers = [
+        nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+        )
+    ]
+    if with_act:
+        layers += [nn.BatchNorm2d(out_channels), nn.ReLU()]
     return nn.Sequential(*layers)
 
 # %% ../nbs/lib/09_autoencoders.ipynb #624ecb67
 BOOK_CHANNELS = (128, 256, 512, 1024)  # the book's widths of the four convolution stages
 IMAGE_SIZE = 28  # the stride-2 arithmetic (28 -> 14 -> 7 -> 3 -> 1 and back) is built for 28x28 images
 
-def _check_channels(channels)->tuple:
+
+def _check_channels(channels) -> tuple:
     channels = tuple(channels)
     if len(channels) != 4 or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
         raise ValueError(f"channels must be 4 positive integers (the widths of the four stages), got {channels!r}")
     return channels
 
-def _check_latent_dims(latent_dims)->int:
+
+def _check_latent_dims(latent_dims) -> int:
     return check_int("latent_dims", latent_dims)
 
-def check_images(x:torch.Tensor, # The batch given to an encoder
-                 in_channels:int, # The channels the encoder was built for
-                 training:bool=False, # Whether the module is in training mode (BatchNorm needs 2+ images then)
-                ):
+
+def check_images(
+    x: torch.Tensor,  # The batch given to an encoder
+    in_channels: int,  # The channels the encoder was built for
+    training: bool = False,  # Whether the module is in training mode (BatchNorm needs 2+ images then)
+):
     "Raise a clear error unless `x` is a [N, in_channels, 28, 28] float batch the encoder can take."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"expected a tensor of images, got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a tensor of images, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != in_channels or tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"expected images of shape [N, {in_channels}, {IMAGE_SIZE}, {IMAGE_SIZE}], got {list(x.shape)}: "
-                         f"add a batch dimension with x[None] for one image, or resize to {IMAGE_SIZE}x{IMAGE_SIZE}")
-    if not x.is_floating_point(): raise TypeError(f"expected float images in [0, 1], got {x.dtype}: use transforms.ToTensor()")
+        raise ValueError(
+            f"expected images of shape [N, {in_channels}, {IMAGE_SIZE}, {IMAGE_SIZE}], got {list(x.shape)}: "
+            f"add a batch dimension with x[None] for one image, or resize to {IMAGE_SIZE}x{IMAGE_SIZE}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"expected float images in [0, 1], got {x.dtype}: use transforms.ToTensor()")
     if training and x.shape[0] < 2:
-        raise ValueError("BatchNorm cannot normalise a batch of one image in training mode: "
-                         "call model.eval() first (or pass at least 2 images)")
+        raise ValueError(
+            "BatchNorm cannot normalise a batch of one image in training mode: "
+            "call model.eval() first (or pass at least 2 images)"
+        )
 
 # %% ../nbs/lib/09_autoencoders.ipynb #b7d5581f
-def _conv_stack(in_channels:int, channels:tuple)->nn.Sequential:
+def _conv_stack(in_channels: int, channels: tuple) -> nn.Sequential:
     widths = (in_channels, *channels)
     return nn.Sequential(*[conv_block(i, o) for i, o in zip(widths[:-1], widths[1:])])
 
+
 class Encoder(nn.Module):
     "Four stride-2 conv blocks and a linear layer: [N, C, 28, 28] images to [N, latent_dims] vectors."
-    def __init__(self, in_channels:int=1, # Image channels (1 for MNIST)
-                 latent_dims:int|None=None, # Size of the latent vector; None: the book's first model (16)
-                 channels:tuple=BOOK_CHANNELS, # Widths of the four conv stages
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Image channels (1 for MNIST)
+        latent_dims: int | None = None,  # Size of the latent vector; None: the book's first model (16)
+        channels: tuple = BOOK_CHANNELS,  # Widths of the four conv stages
+    ):
         super().__init__()
         self.in_channels, self.channels = in_channels, _check_channels(channels)
         self.latent_dims = _check_latent_dims(16 if latent_dims is None else latent_dims)
         self.conv_layers = _conv_stack(in_channels, self.channels)
         self.linear = nn.Linear(self.channels[-1], self.latent_dims)
 
-    def features(self, x): # [N, channels[-1]]: the flattened 1x1 feature map
+    def features(self, x):  # [N, channels[-1]]: the flattened 1x1 feature map
         check_images(x, self.in_channels, self.training)
         return self.conv_layers(x).flatten(start_dim=1)
 
-    def forward(self, x): return self.linear(self.features(x))  # [N, latent_dims]
+    def forward(self, x):
+        return self.linear(self.features(x))  # [N, latent_dims]
 
 # %% ../nbs/lib/09_autoencoders.ipynb #2f7a971b
 OUTPUTS = ("sigmoid", "bn_relu")
 
-def _resolve_output(output:str|None, latent_dims:int|None)->str:
+
+def _resolve_output(output: str | None, latent_dims: int | None) -> str:
     output = output or ("bn_relu" if latent_dims is None else "sigmoid")
-    if output not in OUTPUTS: raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     return output
+
 
 class Decoder(nn.Module):
     "A linear layer to a 4x4 map and three transposed-conv blocks: [N, latent_dims] to [N, C, 28, 28]."
-    def __init__(self, out_channels:int=1, # Image channels to produce
-                 latent_dims:int|None=None, # Size of the latent vector; None: the book's first model (16, BN+ReLU output)
-                 channels:tuple=BOOK_CHANNELS, # Widths of the encoder's four stages (the decoder uses the last three)
-                 output:str|None=None, # "sigmoid" or "bn_relu"; None: "bn_relu" if latent_dims is None, else "sigmoid"
-                ):
+
+    def __init__(
+        self,
+        out_channels: int = 1,  # Image channels to produce
+        latent_dims: int | None = None,  # Size of the latent vector; None: the book's first model (16, BN+ReLU output)
+        channels: tuple = BOOK_CHANNELS,  # Widths of the encoder's four stages (the decoder uses the last three)
+        output: str | None = None,  # "sigmoid" or "bn_relu"; None: "bn_relu" if latent_dims is None, else "sigmoid"
+    ):
         super().__init__()
         self.channels, self.output = _check_channels(channels), _resolve_output(output, latent_dims)
         self.latent_dims = _check_latent_dims(16 if latent_dims is None else latent_dims)
@@ -121,7 +153,7 @@ class Decoder(nn.Module):
         )
         self.sigmoid = nn.Sigmoid() if self.output == "sigmoid" else nn.Identity()
 
-    def forward(self, z): # z: [N, latent_dims]
+    def forward(self, z):  # z: [N, latent_dims]
         if z.ndim != 2 or z.shape[1] != self.latent_dims:
             raise ValueError(f"expected latents of shape [N, {self.latent_dims}], got {list(z.shape)}")
         x = self.linear(z).reshape(-1, self.channels[3], 4, 4)  # [N, c3, 4, 4]
@@ -130,33 +162,45 @@ class Decoder(nn.Module):
 # %% ../nbs/lib/09_autoencoders.ipynb #fe5c038f
 class AutoEncoder(nn.Module):
     "An `Encoder` and a `Decoder`: images to `latent_dims` numbers and back."
-    def __init__(self, in_channels:int=1, # Image channels
-                 latent_dims:int|None=None, # None: the book's first model (16 latents, BN+ReLU output)
-                 channels:tuple=BOOK_CHANNELS, # Widths of the four conv stages
-                 output:str|None=None, # "sigmoid" or "bn_relu"; None: as in the book for this `latent_dims`
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Image channels
+        latent_dims: int | None = None,  # None: the book's first model (16 latents, BN+ReLU output)
+        channels: tuple = BOOK_CHANNELS,  # Widths of the four conv stages
+        output: str | None = None,  # "sigmoid" or "bn_relu"; None: as in the book for this `latent_dims`
+    ):
         super().__init__()
         self.encoder = Encoder(in_channels, latent_dims, channels)
         self.decoder = Decoder(in_channels, latent_dims, channels, output)
         self.latent_dims = self.encoder.latent_dims
 
-    def encode(self, x): return self.encoder(x)  # [N, C, 28, 28] -> [N, latent_dims]
-    def decode(self, z): return self.decoder(z)  # [N, latent_dims] -> [N, C, 28, 28]
-    def forward(self, x): return self.decode(self.encode(x))
+    def encode(self, x):
+        return self.encoder(x)  # [N, C, 28, 28] -> [N, latent_dims]
+
+    def decode(self, z):
+        return self.decoder(z)  # [N, latent_dims] -> [N, C, 28, 28]
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
 
 # %% ../nbs/lib/09_autoencoders.ipynb #9c16b5cc
-def n_params(model:nn.Module, # Any PyTorch module
-            )->int:
+def n_params(
+    model: nn.Module,  # Any PyTorch module
+) -> int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters())
 
 # %% ../nbs/lib/09_autoencoders.ipynb #c1bcabe8
 class VAEEncoder(nn.Module):
     "The `Encoder`'s conv stack with two heads: [N, C, 28, 28] to (mu, logvar), each [N, latent_dims]."
-    def __init__(self, in_channels:int=1, # Image channels
-                 latent_dims:int=2, # Size of the latent vector
-                 channels:tuple=BOOK_CHANNELS, # Widths of the four conv stages
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Image channels
+        latent_dims: int = 2,  # Size of the latent vector
+        channels: tuple = BOOK_CHANNELS,  # Widths of the four conv stages
+    ):
         super().__init__()
         self.in_channels, self.channels = in_channels, _check_channels(channels)
         self.latent_dims = _check_latent_dims(latent_dims)
@@ -172,45 +216,54 @@ class VAEEncoder(nn.Module):
 # %% ../nbs/lib/09_autoencoders.ipynb #c4834581
 class VAE(nn.Module):
     "A variational AutoEncoder: `VAEEncoder`, the reparameterization trick, and a sigmoid `Decoder`."
-    def __init__(self, in_channels:int=1, # Image channels
-                 latent_dims:int=2, # Size of the latent vector
-                 channels:tuple=BOOK_CHANNELS, # Widths of the four conv stages
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Image channels
+        latent_dims: int = 2,  # Size of the latent vector
+        channels: tuple = BOOK_CHANNELS,  # Widths of the four conv stages
+    ):
         super().__init__()
         self.encoder = VAEEncoder(in_channels, latent_dims, channels)
         self.decoder = Decoder(in_channels, latent_dims, channels, output="sigmoid")
         self.latent_dims = latent_dims
 
-    def encode(self, x): return self.encoder(x)  # (mu, logvar), each [N, latent_dims]
-    def decode(self, z): return self.decoder(z)  # [N, C, 28, 28]
+    def encode(self, x):
+        return self.encoder(x)  # (mu, logvar), each [N, latent_dims]
 
-    def sample(self, mu, std, generator=None): # z = mu + eps * std with eps ~ N(0, I)
+    def decode(self, z):
+        return self.decoder(z)  # [N, C, 28, 28]
+
+    def sample(self, mu, std, generator=None):  # z = mu + eps * std with eps ~ N(0, I)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * std
 
-    def forward(self, x): # -> (reconstruction, mu, logvar)
+    def forward(self, x):  # -> (reconstruction, mu, logvar)
         mu, logvar = self.encode(x)
         z = self.sample(mu, torch.exp(0.5 * logvar))
         return self.decode(z), mu, logvar
 
     @torch.no_grad()
-    def generate(self, n:int, generator:torch.Generator|None=None): # [n, C, 28, 28]: decoded draws from N(0, I)
+    def generate(self, n: int, generator: torch.Generator | None = None):  # [n, C, 28, 28]: decoded draws from N(0, I)
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dims, generator=generator, device=device)
         return self.decode(z)
 
 # %% ../nbs/lib/09_autoencoders.ipynb #0e6af0b2
-def vae_loss(batch:torch.Tensor, # [N, C, H, W] original images
-             reconstructed:torch.Tensor, # [N, C, H, W] the VAE's reconstructions
-             mu:torch.Tensor, # [N, latent_dims] predicted means
-             logvar:torch.Tensor, # [N, latent_dims] predicted log-variances
-             kl_weight:float=1.0, # Weight of the KL term (1.0: the book's loss)
-            )->tuple: # (loss: mean over the batch, reconstruction loss [N], KL loss [N])
+def vae_loss(
+    batch: torch.Tensor,  # [N, C, H, W] original images
+    reconstructed: torch.Tensor,  # [N, C, H, W] the VAE's reconstructions
+    mu: torch.Tensor,  # [N, latent_dims] predicted means
+    logvar: torch.Tensor,  # [N, latent_dims] predicted log-variances
+    kl_weight: float = 1.0,  # Weight of the KL term (1.0: the book's loss)
+) -> tuple:  # (loss: mean over the batch, reconstruction loss [N], KL loss [N])
     "The VAE loss: per-image summed squared error plus `kl_weight` times the KL divergence to N(0, I), averaged."
     if batch.shape != reconstructed.shape:
         raise ValueError(f"batch {list(batch.shape)} and reconstructed {list(reconstructed.shape)} differ in shape")
     if mu.shape != logvar.shape or mu.shape[0] != batch.shape[0]:
-        raise ValueError(f"mu {list(mu.shape)} and logvar {list(logvar.shape)} must both be [{batch.shape[0]}, latent_dims]")
+        raise ValueError(
+            f"mu {list(mu.shape)} and logvar {list(logvar.shape)} must both be [{batch.shape[0]}, latent_dims]"
+        )
     bs = batch.shape[0]
     reconstruction_loss = F.mse_loss(reconstructed.reshape(bs, -1), batch.reshape(bs, -1), reduction="none").sum(dim=-1)
     kl_loss = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
@@ -218,38 +271,47 @@ def vae_loss(batch:torch.Tensor, # [N, C, H, W] original images
     return loss, reconstruction_loss, kl_loss
 
 # %% ../nbs/lib/09_autoencoders.ipynb #8040d8f1
-def ae_loss(model:nn.Module, # An `AutoEncoder` (anything that maps images to images)
-            batch, # Images, (images, labels), or {"image": images, ...}
-           )->torch.Tensor:
+def ae_loss(
+    model: nn.Module,  # An `AutoEncoder` (anything that maps images to images)
+    batch,  # Images, (images, labels), or {"image": images, ...}
+) -> torch.Tensor:
     "Mean squared error between the images and their reconstruction, in the Learner's `loss_fn(model, batch)` form."
     x = split_batch(batch)[0]
     return F.mse_loss(model(x), x)
 
+
 class VAELoss:
     "The VAE loss in the Learner's `loss_fn(model, batch)` form: a dict with the total and its two parts (batch means)."
-    def __init__(self, kl_weight:float=1.0): # Weight of the KL term
-        if not kl_weight >= 0: raise ValueError(f"kl_weight must be >= 0, got {kl_weight!r}")
+
+    def __init__(self, kl_weight: float = 1.0):  # Weight of the KL term
+        if not kl_weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight!r}")
         self.kl_weight = kl_weight
 
-    def __call__(self, model, batch)->dict:
+    def __call__(self, model, batch) -> dict:
         x = split_batch(batch)[0]
         reconstructed, mu, logvar = model(x)
         loss, rec, kl = vae_loss(x, reconstructed, mu, logvar, self.kl_weight)
         return {"loss": loss, "reconstruction_loss": rec.mean().detach(), "kl_loss": kl.mean().detach()}
 
-    def __repr__(self): return f"VAELoss(kl_weight={self.kl_weight})"
+    def __repr__(self):
+        return f"VAELoss(kl_weight={self.kl_weight})"
 
 # %% ../nbs/lib/09_autoencoders.ipynb #6c98305d
-def _labels_of(batch)->torch.Tensor|None:
-    if isinstance(batch, dict): return batch.get("label")
-    if isinstance(batch, (tuple, list)) and len(batch) > 1: return batch[1]
+def _labels_of(batch) -> torch.Tensor | None:
+    if isinstance(batch, dict):
+        return batch.get("label")
+    if isinstance(batch, (tuple, list)) and len(batch) > 1:
+        return batch[1]
     return None
 
+
 @torch.inference_mode()
-def encode_dataset(model:nn.Module, # An `AutoEncoder`, `VAE` (its means are used) or `Encoder`
-                   dataloader, # Yields images, (images, labels) or {"image": ..., "label": ...}
-                   device=None, # Where to run; default: the model's device
-                  )->tuple: # (latents [N, latent_dims], labels [N] or None), on the CPU
+def encode_dataset(
+    model: nn.Module,  # An `AutoEncoder`, `VAE` (its means are used) or `Encoder`
+    dataloader,  # Yields images, (images, labels) or {"image": ..., "label": ...}
+    device=None,  # Where to run; default: the model's device
+) -> tuple:  # (latents [N, latent_dims], labels [N] or None), on the CPU
     "Encode every image of `dataloader` with `model` in eval mode; a VAE contributes its means."
     model.eval()
     device = device or next(model.parameters()).device
@@ -258,80 +320,109 @@ def encode_dataset(model:nn.Module, # An `AutoEncoder`, `VAE` (its means are use
     for batch in dataloader:
         z = encode(split_batch(batch)[0].to(device))
         zs.append((z[0] if isinstance(z, tuple) else z).float().cpu())
-        if (y := _labels_of(batch)) is not None: ys.append(torch.as_tensor(y).cpu())
+        if (y := _labels_of(batch)) is not None:
+            ys.append(torch.as_tensor(y).cpu())
     return torch.cat(zs), (torch.cat(ys) if ys else None)
 
 # %% ../nbs/lib/09_autoencoders.ipynb #81a71f67
 class Standardize(nn.Module):
     "Subtract a fixed mean and divide by a fixed std (stored as buffers)."
-    def __init__(self, mean:torch.Tensor, std:torch.Tensor):
-        super().__init__()
-        self.register_buffer("mean", mean.clone()); self.register_buffer("std", std.clone().clamp_min(1e-6))
-    def forward(self, z): return (z - self.mean) / self.std
 
-def train_probe(z:torch.Tensor, # [N, D] frozen latents
-                labels:torch.Tensor, # [N] integer class labels
-                n_classes:int=10,
-                hidden:int=64, # Width of the hidden layer (the book's exercise: two linear layers)
-                epochs:int=20,
-                lr:float=3e-3,
-                batch_size:int=256,
-                seed:int=0,
-               )->nn.Sequential: # standardize -> Linear -> ReLU -> Linear, in eval mode
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone().clamp_min(1e-6))
+
+    def forward(self, z):
+        return (z - self.mean) / self.std
+
+
+def train_probe(
+    z: torch.Tensor,  # [N, D] frozen latents
+    labels: torch.Tensor,  # [N] integer class labels
+    n_classes: int = 10,
+    hidden: int = 64,  # Width of the hidden layer (the book's exercise: two linear layers)
+    epochs: int = 20,
+    lr: float = 3e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> nn.Sequential:  # standardize -> Linear -> ReLU -> Linear, in eval mode
     "Train a two-layer classifier on fixed latent vectors (the encoder stays frozen)."
     if z.ndim != 2 or labels.shape != (z.shape[0],):
         raise ValueError(f"expected z [N, D] and labels [N], got {list(z.shape)} and {list(labels.shape)}")
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = nn.Sequential(Standardize(z.mean(0), z.std(0)), nn.Linear(z.shape[1], hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_classes))
+    head = nn.Sequential(
+        Standardize(z.mean(0), z.std(0)), nn.Linear(z.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+    )
     opt = torch.optim.AdamW(head.parameters(), lr=lr)
     for _ in range(epochs):
         for idx in torch.randperm(len(z), generator=gen).split(batch_size):
             loss = F.cross_entropy(head(z[idx]), labels[idx].long())
-            loss.backward(); opt.step(); opt.zero_grad()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
     return head.eval()
 
+
 @torch.inference_mode()
-def probe_accuracy(head:nn.Module, # A classifier from `train_probe`
-                   z:torch.Tensor, # [N, D] latents
-                   labels:torch.Tensor, # [N] true labels
-                  )->float:
+def probe_accuracy(
+    head: nn.Module,  # A classifier from `train_probe`
+    z: torch.Tensor,  # [N, D] latents
+    labels: torch.Tensor,  # [N] true labels
+) -> float:
     "Fraction of `z` that `head` classifies correctly."
     return (head(z).argmax(-1) == labels).float().mean().item()
 
 # %% ../nbs/lib/09_autoencoders.ipynb #d059c995
 class FrozenEncoderClassifier(nn.Module):
     "A frozen encoder followed by a trained head: images to class logits."
-    def __init__(self, model:nn.Module, # An `AutoEncoder`, `VAE` or `Encoder`
-                 head:nn.Module, # A head from `train_probe`
-                ):
+
+    def __init__(
+        self,
+        model: nn.Module,  # An `AutoEncoder`, `VAE` or `Encoder`
+        head: nn.Module,  # A head from `train_probe`
+    ):
         super().__init__()
         self.model, self.head = model.eval().requires_grad_(False), head
 
-    def forward(self, x): # [N, C, 28, 28] -> [N, n_classes]
+    def forward(self, x):  # [N, C, 28, 28] -> [N, n_classes]
         z = getattr(self.model, "encode", self.model)(x)
         return self.head(z[0] if isinstance(z, tuple) else z)
 
-    def train(self, mode:bool=True): # the encoder stays in eval mode (BatchNorm statistics frozen)
-        super().train(mode); self.model.eval(); return self
+    def train(self, mode: bool = True):  # the encoder stays in eval mode (BatchNorm statistics frozen)
+        super().train(mode)
+        self.model.eval()
+        return self
 
 # %% ../nbs/lib/09_autoencoders.ipynb #cfea15c6
-def conv_macs(model:nn.Module, # A model from this module
-              in_channels:int=1,
-             )->int: # Multiply-adds of one forward pass on one 28x28 image
+def conv_macs(
+    model: nn.Module,  # A model from this module
+    in_channels: int = 1,
+) -> int:  # Multiply-adds of one forward pass on one 28x28 image
     "Count the multiply-adds of `model`'s convolutions and linear layers for one image (hooks on a dummy forward)."
     total = 0
+
     def hook(module, inputs, output):
         nonlocal total
         if isinstance(module, nn.Conv2d):
-            total += output[0].numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+            total += (
+                output[0].numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+            )
         elif isinstance(module, nn.ConvTranspose2d):
             total += inputs[0][0].numel() * module.out_channels * module.kernel_size[0] * module.kernel_size[1]
-        elif isinstance(module, nn.Linear): total += module.in_features * module.out_features
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(1, in_channels, IMAGE_SIZE, IMAGE_SIZE))
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_channels, IMAGE_SIZE, IMAGE_SIZE))
     finally:
-        for h in handles: h.remove()
+        for h in handles:
+            h.remove()
     return total

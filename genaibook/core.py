@@ -15,6 +15,7 @@ import os
 import random
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import requests
@@ -23,29 +24,36 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 # %% ../nbs/lib/00_core.ipynb #867d7330
-def _int_rule(low, high)->str:
+def _int_rule(low, high) -> str:
     "How `check_int` words its bounds: 'a positive integer', 'an integer from 1 to 10', ..."
-    if high is None: return {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
-        low, f"an integer of at least {low}")
+    if high is None:
+        return {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
+            low, f"an integer of at least {low}"
+        )
     return f"an integer of at most {high}" if low is None else f"an integer from {low} to {high}"
 
-def check_int(name:str, # The argument's name, for the message
-              value, # The value to check
-              low:int|None=1, # Smallest allowed value (None: no bound)
-              high:int|None=None, # Largest allowed value (None: no bound)
-              none_ok:bool=False, # Also accept None (returned as is)
-             )->int|None:
+
+def check_int(
+    name: str,  # The argument's name, for the message
+    value,  # The value to check
+    low: int | None = 1,  # Smallest allowed value (None: no bound)
+    high: int | None = None,  # Largest allowed value (None: no bound)
+    none_ok: bool = False,  # Also accept None (returned as is)
+) -> int | None:
     "`value` as an `int`, or a `ValueError` saying it must be a whole number within the bounds."
-    if value is None and none_ok: return None
+    if value is None and none_ok:
+        return None
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be {_int_rule(low, high)}{' or None' if none_ok else ''}, got {value!r}")
     return int(value)
 
-def check_choice(name:str, # The argument's name, for the message
-                 value, # The value to check
-                 choices, # The allowed values
-                ):
+
+def check_choice(
+    name: str,  # The argument's name, for the message
+    value,  # The value to check
+    choices,  # The allowed values
+):
     "`value` if it is one of `choices`, else a `ValueError` listing them."
     if value not in tuple(choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -54,30 +62,38 @@ def check_choice(name:str, # The argument's name, for the message
 # %% ../nbs/lib/00_core.ipynb #0bc8b077
 def _check_cuda_ordinal(cuda_ordinal):
     "Raise a clear error unless `cuda_ordinal` is None or a usable CUDA device index."
-    if cuda_ordinal is None: return
+    if cuda_ordinal is None:
+        return
     check_int("cuda_ordinal", cuda_ordinal, low=0)
     n = torch.cuda.device_count()
     if cuda_ordinal >= n:
-        raise ValueError(f"cuda_ordinal={cuda_ordinal}, but only {n} CUDA device(s) are visible (valid: 0..{n-1})")
+        raise ValueError(f"cuda_ordinal={cuda_ordinal}, but only {n} CUDA device(s) are visible (valid: 0..{n - 1})")
 
-def get_device(cuda_ordinal:int|None=None, # Index of the CUDA GPU to use; None picks the default one
-              )->torch.device: # `cuda`, `mps` or `cpu`
+
+def get_device(
+    cuda_ordinal: int | None = None,  # Index of the CUDA GPU to use; None picks the default one
+) -> torch.device:  # `cuda`, `mps` or `cpu`
     "The best available device: a CUDA GPU, then Apple's MPS, then the CPU."
     forced = os.environ.get("GENAIBOOK_DEVICE", "").strip()
     if forced:
-        try: return torch.device(forced)
-        except RuntimeError as e: raise ValueError(f"GENAIBOOK_DEVICE={forced!r} is not a device torch knows "
-                                                  "(try cpu, cuda, cuda:1 or mps)") from e
+        try:
+            return torch.device(forced)
+        except RuntimeError as e:
+            raise ValueError(
+                f"GENAIBOOK_DEVICE={forced!r} is not a device torch knows (try cpu, cuda, cuda:1 or mps)"
+            ) from e
     if torch.cuda.is_available():
         _check_cuda_ordinal(cuda_ordinal)
         return torch.device("cuda") if cuda_ordinal is None else torch.device("cuda", int(cuda_ordinal))
-    if torch.backends.mps.is_available(): return torch.device("mps")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 # %% ../nbs/lib/00_core.ipynb #bbb4ddca
-def set_seed(seed:int=42, # Any integer in [0, 2**32)
-             deterministic:bool=False, # Also request deterministic PyTorch kernels (slower on GPU)
-            )->int: # The seed, for logging
+def set_seed(
+    seed: int = 42,  # Any integer in [0, 2**32)
+    deterministic: bool = False,  # Also request deterministic PyTorch kernels (slower on GPU)
+) -> int:  # The seed, for logging
     "Seed Python, NumPy and PyTorch (all devices) so a run can be repeated."
     seed = check_int("seed", seed, low=0, high=2**32 - 1)
     random.seed(seed)
@@ -91,30 +107,41 @@ def set_seed(seed:int=42, # Any integer in [0, 2**32)
 # %% ../nbs/lib/00_core.ipynb #88e6b621
 RUN_MODES = ("book", "cpu", "tiny")
 
-def in_test()->bool:
+
+def in_test() -> bool:
     "True when running under the test suite (`nbdev_test` sets `IN_TEST`)."
     return os.environ.get("IN_TEST", "").strip().lower() not in ("", "0", "false", "no")
 
-def run_mode()->str: # One of `RUN_MODES`
+
+def run_mode() -> str:  # One of `RUN_MODES`
     "The run mode: `GENAIBOOK_MODE` if set, else 'tiny' under tests, 'book' with a CUDA GPU, 'cpu' otherwise."
     mode = os.environ.get("GENAIBOOK_MODE", "").strip().lower()
-    if mode: return check_choice("GENAIBOOK_MODE", mode, RUN_MODES)
-    if in_test(): return "tiny"
+    if mode:
+        return check_choice("GENAIBOOK_MODE", mode, RUN_MODES)
+    if in_test():
+        return "tiny"
     return "book" if torch.cuda.is_available() else "cpu"
 
-def set_run_mode(mode:str|None, # One of `RUN_MODES`, or None to go back to the automatic choice
-                )->str: # The run mode now in force
+
+def set_run_mode(
+    mode: str | None,  # One of `RUN_MODES`, or None to go back to the automatic choice
+) -> str:  # The run mode now in force
     "Choose the run mode for this process and the processes it starts (it sets `GENAIBOOK_MODE`)."
-    if mode is None: os.environ.pop("GENAIBOOK_MODE", None)
-    else: os.environ["GENAIBOOK_MODE"] = check_choice("mode", mode, RUN_MODES)
+    if mode is None:
+        os.environ.pop("GENAIBOOK_MODE", None)
+    else:
+        os.environ["GENAIBOOK_MODE"] = check_choice("mode", mode, RUN_MODES)
     return run_mode()
+
 
 _SAME = object()  # `by_mode`'s default: "the same as the next larger budget"
 
-def by_mode(book, # Value for the book's settings on a GPU
-            cpu=_SAME, # Value for the CPU recipe; default: the same as `book`
-            tiny=_SAME, # Value under the test suite; default: the same as `cpu`
-           ):
+
+def by_mode(
+    book,  # Value for the book's settings on a GPU
+    cpu=_SAME,  # Value for the CPU recipe; default: the same as `book`
+    tiny=_SAME,  # Value under the test suite; default: the same as `cpu`
+):
     "The value for the current `run_mode()`."
     cpu = book if cpu is _SAME else cpu
     return {"book": book, "cpu": cpu, "tiny": cpu if tiny is _SAME else tiny}[run_mode()]
@@ -122,13 +149,16 @@ def by_mode(book, # Value for the book's settings on a GPU
 # %% ../nbs/lib/00_core.ipynb #5e30c309
 class SampleURL:
     "URLs of the sample images the book uses, as plain string constants."
+
     # Part I
     CatExample = "https://huggingface.co/datasets/huggingfacejs/tasks/resolve/main/zero-shot-image-classification/image-classification-input.jpeg"
     LionExample = "https://cdn.pixabay.com/photo/2014/12/12/19/45/lion-565820_1280.jpg"
     LlamaExample = "https://huggingface.co/datasets/genaibook/images/resolve/main/llama.jpeg"
     DogExample = "https://images.pexels.com/photos/40986/dog-bulldog-white-tongue-40986.jpeg"
     # Part II: creative applications (chapter 8)
-    ToyAstronauts = "https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/diffusers/img2img-sdxl-init.png"
+    ToyAstronauts = (
+        "https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/diffusers/img2img-sdxl-init.png"
+    )
     DogBenchImage = "https://raw.githubusercontent.com/CompVis/latent-diffusion/main/data/inpainting_examples/overture-creations-5sI6fQgYIuo.png"
     DogBenchMask = "https://raw.githubusercontent.com/CompVis/latent-diffusion/main/data/inpainting_examples/overture-creations-5sI6fQgYIuo_mask.png"
     ManInGlasses = "https://huggingface.co/datasets/multimodalart/genai-book-images/resolve/main/man_with_glasses.png"
@@ -138,104 +168,155 @@ class SampleURL:
     Mamoeiro = "https://huggingface.co/datasets/multimodalart/genai-book-images/resolve/main/mamoeiro.jpeg"
 
     @classmethod
-    def names(cls)->list[str]:
+    def names(cls) -> list[str]:
         "The names of all sample images."
         return [k for k, v in vars(cls).items() if isinstance(v, str) and v.startswith("http")]
 
 # %% ../nbs/lib/00_core.ipynb #910433c8
-def _download(url:str, timeout:float, max_bytes:int)->bytes:
+def _download(url: str, timeout: float, max_bytes: int) -> bytes:
     "Fetch `url`, refusing bodies over `max_bytes`; raise ConnectionError with advice on failure."
     advice = "Check your connection, or download the file yourself and pass its local path."
     try:
         with requests.get(url, stream=True, timeout=timeout, headers={"User-Agent": "genaibook"}) as r:
-            if r.status_code >= 400: raise ConnectionError(f"{url} answered HTTP {r.status_code}. {advice}")
+            if r.status_code >= 400:
+                raise ConnectionError(f"{url} answered HTTP {r.status_code}. {advice}")
             if int(r.headers.get("Content-Length") or 0) > max_bytes:
                 raise ValueError(f"{url} is larger than max_bytes={max_bytes:,}; raise max_bytes to load it")
             data = bytearray()
             for chunk in r.iter_content(1 << 16):
                 data += chunk
-                if len(data) > max_bytes: raise ValueError(f"{url} is larger than max_bytes={max_bytes:,}; raise max_bytes to load it")
+                if len(data) > max_bytes:
+                    raise ValueError(f"{url} is larger than max_bytes={max_bytes:,}; raise max_bytes to load it")
             return bytes(data)
     except requests.exceptions.RequestException as e:
         raise ConnectionError(f"Could not download {url} ({type(e).__name__}). {advice}") from e
 
-def _read_file(path:Path, max_bytes:int)->bytes:
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
     "Read a local file, with clear errors for a missing path, a folder or a file over `max_bytes`."
-    if not path.exists(): raise FileNotFoundError(f"No image at {path} (resolved: {path.resolve()}). Check the path, or pass a URL.")
-    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder; pass the path of an image file inside it.")
-    if path.stat().st_size > max_bytes: raise ValueError(f"{path} is larger than max_bytes={max_bytes:,}; raise max_bytes to load it")
+    if not path.exists():
+        raise FileNotFoundError(f"No image at {path} (resolved: {path.resolve()}). Check the path, or pass a URL.")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the path of an image file inside it.")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path} is larger than max_bytes={max_bytes:,}; raise max_bytes to load it")
     return path.read_bytes()
 
 # %% ../nbs/lib/00_core.ipynb #f8871834
-def _image_size(size)->tuple[int, int]:
+def _image_size(size) -> tuple[int, int]:
     "Normalise `size` (an int or a (width, height) pair) to a (width, height) tuple of positive ints."
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool): size = (size, size)
-    ok = isinstance(size, (tuple, list)) and len(size) == 2 and all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size)
-    if not ok: raise ValueError(f"size must be a positive int or a (width, height) pair of positive ints, got {size!r}")
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    ok = (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size)
+    )
+    if not ok:
+        raise ValueError(f"size must be a positive int or a (width, height) pair of positive ints, got {size!r}")
     return int(size[0]), int(size[1])
 
-def pil_to_tensor(im:Image.Image)->torch.Tensor: # [C, H, W], float32 in [0, 1]
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:  # [C, H, W], float32 in [0, 1]
     "Convert a PIL image to a float tensor in [0, 1], channels first."
     arr = np.asarray(im, dtype=np.float32) / 255.0
-    if arr.ndim == 2: arr = arr[..., None]
+    if arr.ndim == 2:
+        arr = arr[..., None]
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
-def load_image(url:str|Path|Image.Image, # An http(s) URL, a local path, or a PIL image (named `url` as in the book)
-               size:int|tuple[int, int]|None=None, # Resize to (width, height); an int gives a square
-               return_tensor:bool=False, # Return a float tensor [3, H, W] in [0, 1] instead of a PIL image
-               timeout:float=10.0, # Seconds to wait for a server before giving up
-               max_bytes:int=50_000_000, # Refuse files and downloads larger than this
-              )->Image.Image|torch.Tensor:
+
+def load_image(
+    url: str | Path | Image.Image,  # An http(s) URL, a local path, or a PIL image (named `url` as in the book)
+    size: int | tuple[int, int] | None = None,  # Resize to (width, height); an int gives a square
+    return_tensor: bool = False,  # Return a float tensor [3, H, W] in [0, 1] instead of a PIL image
+    timeout: float = 10.0,  # Seconds to wait for a server before giving up
+    max_bytes: int = 50_000_000,  # Refuse files and downloads larger than this
+) -> Image.Image | torch.Tensor:
     "Load an RGB image from a URL or a file, optionally resized, as a PIL image or a tensor."
-    if isinstance(url, Image.Image): im, src = url, "the PIL image"
+    if isinstance(url, Image.Image):
+        im, src = url, "the PIL image"
     else:
         if not isinstance(url, (str, Path)):
             raise TypeError(f"url must be a URL, a path or a PIL image, got {type(url).__name__}")
         src = str(url)
         is_url = src.startswith(("http://", "https://"))
         data = _download(src, timeout, max_bytes) if is_url else _read_file(Path(src).expanduser(), max_bytes)
-        try: im = Image.open(BytesIO(data)); im.load()
+        try:
+            im = Image.open(BytesIO(data))
+            im.load()
         except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{src} is not an image that Pillow can read ({len(data):,} bytes starting {data[:12]!r}).") from e
+            raise ValueError(
+                f"{src} is not an image that Pillow can read ({len(data):,} bytes starting {data[:12]!r})."
+            ) from e
     im = im.convert("RGB")
-    if size is not None: im = im.resize(_image_size(size))
+    if size is not None:
+        im = im.resize(_image_size(size))
     return pil_to_tensor(im) if return_tensor else im
 
 # %% ../nbs/lib/00_core.ipynb #7e828875
-def init_ddpm(model:nn.Module, # A diffusers `UNet2DModel` (or anything with its block layout)
-             )->nn.Module:
+def init_ddpm(
+    model: nn.Module,  # A diffusers `UNet2DModel` (or anything with its block layout)
+) -> nn.Module:
     "Zero each resnet's `conv2` and `conv_out`, and make downsamplers orthogonal, in place."
     if not all(hasattr(model, a) for a in ("down_blocks", "up_blocks", "conv_out")):
-        raise TypeError(f"init_ddpm expects a diffusers UNet2DModel-like model with down_blocks, up_blocks and conv_out; "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"init_ddpm expects a diffusers UNet2DModel-like model with down_blocks, up_blocks and conv_out; "
+            f"got {type(model).__name__}"
+        )
     with torch.no_grad():
         for block in model.down_blocks:
-            for resnet in block.resnets: resnet.conv2.weight.zero_()
-            for down in (getattr(block, "downsamplers", None) or []): nn.init.orthogonal_(down.conv.weight)
+            for resnet in block.resnets:
+                resnet.conv2.weight.zero_()
+            for down in getattr(block, "downsamplers", None) or []:
+                nn.init.orthogonal_(down.conv.weight)
         for block in model.up_blocks:
-            for resnet in block.resnets: resnet.conv2.weight.zero_()
+            for resnet in block.resnets:
+                resnet.conv2.weight.zero_()
         model.conv_out.weight.zero_()
     return model
 
 # %% ../nbs/lib/00_core.ipynb #f505f764
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:  # for linters and editors only; at run time `__getattr__` imports each name on first use
-    from genaibook.audio import (generate_long_audio, get_speaker_embeddings, spectrogram_from_image,
-                                 wav_bytes_from_spectrogram_image, waveform_from_spectrogram)
+    from genaibook.audio import (
+        generate_long_audio,
+        get_speaker_embeddings,
+        spectrogram_from_image,
+        wav_bytes_from_spectrogram_image,
+        waveform_from_spectrogram,
+    )
     from genaibook.perf import measure_latency_and_memory_use
-    from genaibook.viz import (get_grid, image_grid, plot_noise_and_denoise, plot_scheduler, show_image, show_images,
-                               subplots)
+    from genaibook.viz import (
+        get_grid,
+        image_grid,
+        plot_noise_and_denoise,
+        plot_scheduler,
+        show_image,
+        show_images,
+        subplots,
+    )
 
-_all_ = ["show_image", "subplots", "get_grid", "show_images", "image_grid", "plot_scheduler", "plot_noise_and_denoise",
-         "measure_latency_and_memory_use", "spectrogram_from_image", "waveform_from_spectrogram",
-         "wav_bytes_from_spectrogram_image", "generate_long_audio", "get_speaker_embeddings"]
+_all_ = [
+    "show_image",
+    "subplots",
+    "get_grid",
+    "show_images",
+    "image_grid",
+    "plot_scheduler",
+    "plot_noise_and_denoise",
+    "measure_latency_and_memory_use",
+    "spectrogram_from_image",
+    "waveform_from_spectrogram",
+    "wav_bytes_from_spectrogram_image",
+    "generate_long_audio",
+    "get_speaker_embeddings",
+]
 _HOMES = ("genaibook.perf", "genaibook.audio", "genaibook.viz")  # where `_all_` is defined; light ones first
+
 
 def __getattr__(name):
     "Import a re-exported helper from its home module on first use."
-    if name not in _all_: raise AttributeError(f"module 'genaibook.core' has no attribute {name!r}")
+    if name not in _all_:
+        raise AttributeError(f"module 'genaibook.core' has no attribute {name!r}")
     for home in _HOMES:
         module = importlib.import_module(home)
         if name in module.__all__:
@@ -243,4 +324,6 @@ def __getattr__(name):
             return value
     raise AttributeError(f"genaibook.core re-exports {name!r}, but none of {_HOMES} defines it")
 
-def __dir__(): return sorted(set(globals()) | set(_all_))
+
+def __dir__():
+    return sorted(set(globals()) | set(_all_))

@@ -20,75 +20,104 @@ from pathlib import Path
 
 from .core import RUN_MODES
 
-
 # %% ../nbs/lib/04_course.ipynb #547bb0fb
-def find_notebooks(nbs_path:str|Path="nbs", # Folder of the course's notebooks
-                   only:list[str]|None=None, # Keep notebooks whose path (relative, without .ipynb) contains one of these
-                  )->list[Path]:
+def find_notebooks(
+    nbs_path: str | Path = "nbs",  # Folder of the course's notebooks
+    only: list[str] | None = None,  # Keep notebooks whose path (relative, without .ipynb) contains one of these
+) -> list[Path]:
     "The course's notebooks in order, skipping `_`/`.` names and checkpoints, like nbdev does."
     root = Path(nbs_path)
-    if not root.is_dir(): raise FileNotFoundError(f"No notebooks folder at {root.resolve()}: run from the repository root or pass --nbs")
-    nbs = [p for p in sorted(root.rglob("*.ipynb"))
-           if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
-    if only: nbs = [p for p in nbs if any(o in str(p.relative_to(root).with_suffix("")) for o in only)]
+    if not root.is_dir():
+        raise FileNotFoundError(f"No notebooks folder at {root.resolve()}: run from the repository root or pass --nbs")
+    nbs = [
+        p
+        for p in sorted(root.rglob("*.ipynb"))
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    ]
+    if only:
+        nbs = [p for p in nbs if any(o in str(p.relative_to(root).with_suffix("")) for o in only)]
     return nbs
 
-DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(.+?)\s*$")
-_EXPORT_LINE = re.compile(r"^\s*(import nbdev\s*;\s*)?(nbdev\.)?nbdev_export\(\)\s*$", re.M)  # a line that re-exports the package
 
-def cell_directives(source:str)->set[str]:
+DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(.+?)\s*$")
+_EXPORT_LINE = re.compile(
+    r"^\s*(import nbdev\s*;\s*)?(nbdev\.)?nbdev_export\(\)\s*$", re.M
+)  # a line that re-exports the package
+
+
+def cell_directives(source: str) -> set[str]:
     "The nbdev directives of a cell (`#| gpu` gives 'gpu', `#| eval: false` gives 'eval: false')."
     return {m.group(1).lower() for line in source.splitlines() if (m := DIRECTIVE.match(line))}
 
-def should_skip(source:str, # A code cell's source
-                skip_flags:set[str], # Directives whose cells are skipped (e.g. {'gpu', 'notest'})
-               )->bool:
+
+def should_skip(
+    source: str,  # A code cell's source
+    skip_flags: set[str],  # Directives whose cells are skipped (e.g. {'gpu', 'notest'})
+) -> bool:
     "Whether the course runner leaves this cell out."
     directives = cell_directives(source)
-    if "eval: false" in directives or _EXPORT_LINE.search(source): return True
+    if "eval: false" in directives or _EXPORT_LINE.search(source):
+        return True
     return any(d.split()[0] in skip_flags for d in directives if d.split())
 
 # %% ../nbs/lib/04_course.ipynb #d52dcf41
 _WIDGET = "application/vnd.jupyter.widget-view+json"
-_NOISE = re.compile(r"^(Using the latest cached version of the (dataset|module)|Found the latest cached dataset"
-                    r"|Loading weights|.*\d+%\|.*\|\s*\S+/\S+\s*\[).*$")  # the last: a tqdm progress line
+_NOISE = re.compile(
+    r"^(Using the latest cached version of the (dataset|module)|Found the latest cached dataset"
+    r"|Loading weights|.*\d+%\|.*\|\s*\S+/\S+\s*\[).*$"
+)  # the last: a tqdm progress line
 _WARNING_AT = re.compile(r"^\S+:\d+: (\w*Warning: .*)$")
 
-def _scrub_text(text:str, replacements:dict)->str:
+
+def _scrub_text(text: str, replacements: dict) -> str:
     "Drop noise lines, keep a warning without its location (and without the source line Python prints after it)."
     out, skip_source_line = [], False
     for line in text.replace("\r", "\n").split("\n"):
-        if skip_source_line and line.startswith("  "): skip_source_line = False; continue
+        if skip_source_line and line.startswith("  "):
+            skip_source_line = False
+            continue
         skip_source_line = False
-        if _NOISE.match(line): continue
-        if m := _WARNING_AT.match(line): line, skip_source_line = m.group(1), True
-        for old, new in replacements.items(): line = line.replace(old, new)
+        if _NOISE.match(line):
+            continue
+        if m := _WARNING_AT.match(line):
+            line, skip_source_line = m.group(1), True
+        for old, new in replacements.items():
+            line = line.replace(old, new)
         out.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).lstrip("\n")
 
-def _path_replacements()->dict:
+
+def _path_replacements() -> dict:
     "Machine paths to shorten: the checkout (the package's parent folder) to '.', the home folder to '~'."
     import genaibook
+
     repo = str(Path(genaibook.__file__).resolve().parent.parent)
     return {repo + "/": "./", repo: ".", str(Path.home()) + "/": "~/"}
 
-def scrub_outputs(nb, # An nbformat notebook, changed in place
-                 )->int: # How many outputs were changed or removed
-    "Remove widget state, progress lines and cache notices from `nb`'s outputs, machine paths from the rest, and any output of a cell that never runs."
+
+def scrub_outputs(
+    nb,  # An nbformat notebook, changed in place
+) -> int:  # How many outputs were changed or removed
+    "Remove widget state, progress lines, cache notices, machine paths and never-run cells' outputs; compact figures."
     replacements, changed = _path_replacements(), 0
     for cell in nb.cells:
-        if cell.cell_type != "code": continue
+        if cell.cell_type != "code":
+            continue
         if "eval: false" in cell_directives(cell.source):  # never executed, so whatever it shows is stale
-            changed += bool(cell.get("outputs")); cell.outputs = []; continue
+            changed += bool(cell.get("outputs"))
+            cell.outputs = []
+            continue
         kept = []
         for out in cell.get("outputs", []):
             keep, was_changed = _scrub_output(out, replacements)
             changed += was_changed
-            if keep: kept.append(out)
+            if keep:
+                kept.append(out)
         cell.outputs = kept
     return changed
 
-def _scrub_output(out, replacements:dict)->tuple[bool, bool]:
+
+def _scrub_output(out, replacements: dict) -> tuple[bool, bool]:
     "Scrub one output in place: (keep it?, was it changed?)."
     data = out.get("data", {})
     if _WIDGET in data or (out.output_type in ("display_data", "execute_result") and not any(data.values())):
@@ -96,81 +125,111 @@ def _scrub_output(out, replacements:dict)->tuple[bool, bool]:
     if out.output_type == "stream":
         text = "".join(out.text) if isinstance(out.text, list) else out.text
         new = _scrub_text(text, replacements)
-        if new != text: out.text = new
+        if new != text:
+            out.text = new
         return bool(new.strip()), new != text
     if "image/png" in data:
         png = compact_png(data["image/png"])
-        if png != data["image/png"]: data["image/png"] = png; return True, True
+        if png != data["image/png"]:
+            data["image/png"] = png
+            return True, True
     return True, False
 
-def compact_png(data:str, # A base64 PNG, as a notebook stores a figure
-               )->str: # The figure as an optimised 256-colour PNG, or `data` unchanged if that isn't smaller
+
+def compact_png(
+    data: str,  # A base64 PNG, as a notebook stores a figure
+) -> str:  # The figure as an optimised 256-colour PNG, or `data` unchanged if that isn't smaller
     "Shrink a stored figure 3–4×: plots use few colours, so a palette PNG looks the same at a fraction of the size."
     import base64
     import io
     from PIL import Image
-    try: image = Image.open(io.BytesIO(base64.b64decode(data)))
-    except (OSError, ValueError): return data  # not a PNG Pillow can read: leave it as it is
-    if image.mode == "P": return data  # already a palette image: scrubbing twice changes nothing
+
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+    except (OSError, ValueError):
+        return data  # not a PNG Pillow can read: leave it as it is
+    if image.mode == "P":
+        return data  # already a palette image: scrubbing twice changes nothing
     out = io.BytesIO()
     image.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
-        out, format="PNG", optimize=True)
+        out, format="PNG", optimize=True
+    )
     packed = base64.b64encode(out.getvalue()).decode()
     return packed if len(packed) < len(data) else data
 
 # %% ../nbs/lib/04_course.ipynb #5699aa42
 KEY_RESULT = "KEY RESULT:"  # a notebook prints a line starting with this to report its key metric in the summary
 
-def key_results(nb, # An executed nbformat notebook
-               )->str: # What follows `KEY_RESULT` on each such line, joined by '; '; '' when there is none
+
+def key_results(
+    nb,  # An executed nbformat notebook
+) -> str:  # What follows `KEY_RESULT` on each such line, joined by '; '; '' when there is none
     "The key result(s) a notebook reported: its printed lines that start with `KEY_RESULT`."
     found = []
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if out.get("output_type") != "stream": continue
+            if out.get("output_type") != "stream":
+                continue
             text = "".join(out.text) if isinstance(out.text, list) else out.text
-            found += [line.strip()[len(KEY_RESULT):].strip() for line in text.splitlines()
-                      if line.strip().startswith(KEY_RESULT)]
+            found += [
+                line.strip()[len(KEY_RESULT) :].strip()
+                for line in text.splitlines()
+                if line.strip().startswith(KEY_RESULT)
+            ]
     return "; ".join(found)
 
 # %% ../nbs/lib/04_course.ipynb #1b72540a
 @dataclass
 class NotebookRun:
     "The result of running one notebook."
+
     path: Path
     seconds: float
     ok: bool
     skipped_cells: int = 0
     error: str = ""
-    key_result: str = "" # What the notebook reported after `KEY_RESULT` (see above)
+    key_result: str = ""  # What the notebook reported after `KEY_RESULT` (see above)
+
 
 SKIPPED_NOTE = "[skipped by the course runner]\n"
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-def kernel_env(mode:str)->dict:
+
+def kernel_env(mode: str) -> dict:
     "The environment of a notebook's kernel: this process's, with the run mode set and figures drawn inline."
     # a kernel keeps an inherited MPLBACKEND (course.sh sets Agg for pytest), and Agg would drop every figure
     return {**os.environ, "GENAIBOOK_MODE": mode, "MPLBACKEND": INLINE_BACKEND}
 
-def _execute(nb, folder:Path, mode:str, timeout:int)->str:
+
+def _execute(nb, folder: Path, mode: str, timeout: int) -> str:
     "Run `nb`'s cells in a fresh kernel started in `folder`, in run mode `mode`; the error line, or ''."
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}},
-                       extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute(env=kernel_env(mode))
-        return ""
-    except CellExecutionError as e: return str(e).strip().splitlines()[-1] if str(e).strip() else "cell failed"
 
-def run_notebook(path:Path, # Notebook to run
-                 dest:Path|None=None, # Where to write the executed copy (None: don't write; `path`: replace it)
-                 mode:str="cpu", # GENAIBOOK_MODE for the kernel: book, cpu or tiny
-                 skip_flags:set[str]=frozenset({"gpu", "notest"}), # Cell directives to leave out
-                 timeout:int=3600, # Seconds allowed per cell
-                )->NotebookRun:
+    try:
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(folder)}},
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        ).execute(env=kernel_env(mode))
+        return ""
+    except CellExecutionError as e:
+        return str(e).strip().splitlines()[-1] if str(e).strip() else "cell failed"
+
+
+def run_notebook(
+    path: Path,  # Notebook to run
+    dest: Path | None = None,  # Where to write the executed copy (None: don't write; `path`: replace it)
+    mode: str = "cpu",  # GENAIBOOK_MODE for the kernel: book, cpu or tiny
+    skip_flags: set[str] = frozenset({"gpu", "notest"}),  # Cell directives to leave out
+    timeout: int = 3600,  # Seconds allowed per cell
+) -> NotebookRun:
     "Execute a notebook top to bottom in a fresh kernel and record how it went."
     import nbformat
+
     nb = nbformat.read(path, as_version=4)
     skipped = [c for c in nb.cells if c.cell_type == "code" and should_skip(c.source, set(skip_flags))]
     runnable = nbformat.v4.new_notebook(metadata=nb.metadata, cells=[c for c in nb.cells if c not in skipped])
@@ -178,7 +237,8 @@ def run_notebook(path:Path, # Notebook to run
     error = _execute(runnable, path.parent, mode, timeout)
     seconds = time.perf_counter() - t0
     inplace = dest is not None and Path(dest).resolve() == Path(path).resolve()
-    for c in skipped: c.outputs = [] if inplace else [nbformat.v4.new_output("stream", name="stdout", text=SKIPPED_NOTE)]
+    for c in skipped:
+        c.outputs = [] if inplace else [nbformat.v4.new_output("stream", name="stdout", text=SKIPPED_NOTE)]
     if dest is not None:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         scrub_outputs(nb)
@@ -192,25 +252,32 @@ TIMINGS_FILE = "timings.json"  # in the --out folder: {mode: {notebook: seconds}
 CPU_SECONDS = {"03_compressing": 560, "04_diffusion": 3100, "05_stable_diffusion": 2700}
 DEFAULT_CPU_SECONDS = 60
 
-def notebook_name(path:Path, # A notebook under `nbs_path`
-                  nbs_path:Path, # The notebooks folder
-                 )->str: # Its path under `nbs_path` without '.ipynb', as `--only` matches it: 'lib/00_core'
+
+def notebook_name(
+    path: Path,  # A notebook under `nbs_path`
+    nbs_path: Path,  # The notebooks folder
+) -> str:  # Its path under `nbs_path` without '.ipynb', as `--only` matches it: 'lib/00_core'
     "The name of a notebook in messages, timings and the summary."
     return Path(path).relative_to(nbs_path).with_suffix("").as_posix()
 
-def load_timings(path:str|Path, # A timings file (`TIMINGS_FILE`)
-                )->dict[str, dict[str, float]]: # {mode: {notebook name: seconds}}; empty if missing or unreadable
+
+def load_timings(
+    path: str | Path,  # A timings file (`TIMINGS_FILE`)
+) -> dict[str, dict[str, float]]:  # {mode: {notebook name: seconds}}; empty if missing or unreadable
     "The measured seconds of earlier runs."
     try:
         data = json.loads(Path(path).read_text())
         return {mode: {name: float(s) for name, s in times.items()} for mode, times in data.items()}
-    except (OSError, ValueError, TypeError, AttributeError): return {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
-def save_timing(path:str|Path, # The timings file to update (created if missing)
-                mode:str, # The run mode the notebook ran in
-                name:str, # The notebook's name (`notebook_name`)
-                seconds:float, # How long it took
-               ):
+
+def save_timing(
+    path: str | Path,  # The timings file to update (created if missing)
+    mode: str,  # The run mode the notebook ran in
+    name: str,  # The notebook's name (`notebook_name`)
+    seconds: float,  # How long it took
+):
     "Record one notebook's time, keeping every other entry of the file."
     timings = load_timings(path)
     timings.setdefault(mode, {})[name] = round(seconds, 1)
@@ -218,108 +285,137 @@ def save_timing(path:str|Path, # The timings file to update (created if missing)
     Path(path).write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
 
 # %% ../nbs/lib/04_course.ipynb #9f65f995
-def estimate_seconds(name:str, # A notebook's name (`notebook_name`)
-                     mode:str, # The run mode
-                     measured:dict[str, float], # Seconds measured in this mode (`load_timings(...)[mode]`)
-                    )->float|None: # None when nothing is known
+def estimate_seconds(
+    name: str,  # A notebook's name (`notebook_name`)
+    mode: str,  # The run mode
+    measured: dict[str, float],  # Seconds measured in this mode (`load_timings(...)[mode]`)
+) -> float | None:  # None when nothing is known
     "How long a notebook should take: its last measured time in this mode, else in cpu mode the `CPU_SECONDS` table."
-    if name in measured: return measured[name]
+    if name in measured:
+        return measured[name]
     return CPU_SECONDS.get(name, DEFAULT_CPU_SECONDS) if mode == "cpu" else None
 
-def eta(names:list[str], # The notebooks still to run
-        mode:str, # The run mode
-        measured:dict[str, float], # Seconds measured in this mode
-       )->tuple[float, int]: # (seconds the estimable ones should take, how many have no estimate)
+
+def eta(
+    names: list[str],  # The notebooks still to run
+    mode: str,  # The run mode
+    measured: dict[str, float],  # Seconds measured in this mode
+) -> tuple[float, int]:  # (seconds the estimable ones should take, how many have no estimate)
     "The estimate for the rest of a run."
     estimates = [estimate_seconds(n, mode, measured) for n in names]
     return sum(e for e in estimates if e is not None), sum(e is None for e in estimates)
 
-def fmt_duration(seconds:float)->str:
+
+def fmt_duration(seconds: float) -> str:
     "A duration as a person reads it: '45 s', '12 min', '1 h 05 min'."
-    if round(seconds) < 60: return f"{round(seconds)} s"
+    if round(seconds) < 60:
+        return f"{round(seconds)} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 # %% ../nbs/lib/04_course.ipynb #bc172b9d
-def _about(seconds:float, unknown:int, mode:str)->str:
-    if not unknown: return f"about {fmt_duration(seconds)}"
+def _about(seconds: float, unknown: int, mode: str) -> str:
+    if not unknown:
+        return f"about {fmt_duration(seconds)}"
     untimed = f"{unknown} never timed in {mode} mode"
     return f"about {fmt_duration(seconds)} + {untimed}" if seconds else f"unknown ({untimed})"
 
-def progress_line(i:int, # This notebook's place in the run, from 1
-                  n:int, # How many notebooks the run has
-                  name:str, # This notebook's name
-                  elapsed:float, # Seconds since the run started
-                  this:float|None, # Estimate for this notebook (`estimate_seconds`)
-                  left:tuple[float, int], # Estimate for it and all after it (`eta`)
-                  mode:str, # The run mode
-                 )->str:
+
+def progress_line(
+    i: int,  # This notebook's place in the run, from 1
+    n: int,  # How many notebooks the run has
+    name: str,  # This notebook's name
+    elapsed: float,  # Seconds since the run started
+    this: float | None,  # Estimate for this notebook (`estimate_seconds`)
+    left: tuple[float, int],  # Estimate for it and all after it (`eta`)
+    mode: str,  # The run mode
+) -> str:
     "The line printed as a notebook starts: where the run stands and what is left."
     this_one = "not timed yet" if this is None else f"about {fmt_duration(this)}"
     rest = f", with the rest {_about(*left, mode)}" if i < n else ""
     return f"[{i}/{n}] {name}: starting after {fmt_duration(elapsed)}; this one {this_one}{rest}"
 
 # %% ../nbs/lib/04_course.ipynb #7a9e1e5a
-def summary_table(runs:list[NotebookRun], # The runs, in order
-                  nbs_path:Path, # The notebooks folder (for the names)
-                 )->str:
+def summary_table(
+    runs: list[NotebookRun],  # The runs, in order
+    nbs_path: Path,  # The notebooks folder (for the names)
+) -> str:
     "The closing table of a course run: notebook, minutes, ok/FAILED and key result ('-' when none)."
     rows = [("notebook", "minutes", "status", "key result")]
-    rows += [(notebook_name(r.path, nbs_path), f"{r.seconds / 60:.1f}", "ok" if r.ok else "FAILED", r.key_result or "-")
-             for r in runs]
+    rows += [
+        (notebook_name(r.path, nbs_path), f"{r.seconds / 60:.1f}", "ok" if r.ok else "FAILED", r.key_result or "-")
+        for r in runs
+    ]
     rows.append(("total", f"{sum(r.seconds for r in runs) / 60:.1f}", f"{sum(r.ok for r in runs)}/{len(runs)} ok", ""))
     w = [max(len(row[k]) for row in rows) for k in range(3)]
     return "\n".join(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}".rstrip() for a, b, c, d in rows)
 
 # %% ../nbs/lib/04_course.ipynb #4d39a613
-def _has_cuda()->bool:
+def _has_cuda() -> bool:
     import torch
+
     return torch.cuda.is_available()
 
-def run_course(nbs_path:str|Path="nbs", # Folder of the course's notebooks
-               out_dir:str|Path="_run", # Where the executed copies go (same layout as `nbs_path`), and `TIMINGS_FILE`
-               mode:str="cpu", # Run mode: book, cpu or tiny
-               only:list[str]|None=None, # Run only notebooks matching these (see `find_notebooks`)
-               skip_slow:bool=False, # Also leave out `#| slow` cells
-               offline:bool=True, # Set HF_HUB_OFFLINE=1 so nothing reaches for the network
-               inplace:bool=False, # Write the executed notebooks over the originals (to refresh committed outputs)
-              )->list[NotebookRun]:
+
+def run_course(
+    nbs_path: str | Path = "nbs",  # Folder of the course's notebooks
+    out_dir: str | Path = "_run",  # Where the executed copies go (same layout as `nbs_path`), and `TIMINGS_FILE`
+    mode: str = "cpu",  # Run mode: book, cpu or tiny
+    only: list[str] | None = None,  # Run only notebooks matching these (see `find_notebooks`)
+    skip_slow: bool = False,  # Also leave out `#| slow` cells
+    offline: bool = True,  # Set HF_HUB_OFFLINE=1 so nothing reaches for the network
+    inplace: bool = False,  # Write the executed notebooks over the originals (to refresh committed outputs)
+) -> list[NotebookRun]:
     "Run the course's notebooks one by one, with progress and estimates, and close with a summary table."
-    if mode not in RUN_MODES: raise ValueError(f"mode must be one of {RUN_MODES}, got {mode!r}")
+    if mode not in RUN_MODES:
+        raise ValueError(f"mode must be one of {RUN_MODES}, got {mode!r}")
     nbs_path, out_dir = Path(nbs_path), Path(out_dir)
     notebooks = find_notebooks(nbs_path, only)
-    if not notebooks: raise FileNotFoundError(f"No notebook under {nbs_path} matches {only}")
+    if not notebooks:
+        raise FileNotFoundError(f"No notebook under {nbs_path} matches {only}")
     skip = {"notest"} | ({"gpu"} if not _has_cuda() else set()) | ({"slow"} if skip_slow else set())
-    if offline: os.environ["HF_HUB_OFFLINE"] = "1"
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
     where = "in place" if inplace else f"copies in {out_dir}/"
     print(f"Running {len(notebooks)} notebook(s) in {mode} mode, skipping cells marked {sorted(skip)}; {where}")
-    timings = out_dir/TIMINGS_FILE
+    timings = out_dir / TIMINGS_FILE
     measured, names = load_timings(timings).get(mode, {}), [notebook_name(nb, nbs_path) for nb in notebooks]
     runs, t0 = [], time.perf_counter()
     for i, (nb, name) in enumerate(zip(notebooks, names)):
         this, left = estimate_seconds(name, mode, measured), eta(names[i:], mode, measured)
         print(progress_line(i + 1, len(notebooks), name, time.perf_counter() - t0, this, left, mode), flush=True)
-        run = run_notebook(nb, nb if inplace else out_dir/nb.relative_to(nbs_path), mode=mode, skip_flags=skip)
+        run = run_notebook(nb, nb if inplace else out_dir / nb.relative_to(nbs_path), mode=mode, skip_flags=skip)
         runs.append(run)
-        if run.ok: save_timing(timings, mode, name, run.seconds)  # after each notebook, so a stopped run keeps them
+        if run.ok:
+            save_timing(timings, mode, name, run.seconds)  # after each notebook, so a stopped run keeps them
         status = "ok" if run.ok else f"FAILED: {run.error}"
-        print(f"{run.seconds:8.1f} s  {nb.relative_to(nbs_path)}  ({run.skipped_cells} cells skipped)  {status}", flush=True)
+        print(
+            f"{run.seconds:8.1f} s  {nb.relative_to(nbs_path)}  ({run.skipped_cells} cells skipped)  {status}",
+            flush=True,
+        )
     print("\n" + summary_table(runs, nbs_path))
     failed = [r for r in runs if not r.ok]
     print(f"{len(runs) - len(failed)} passed, {len(failed)} failed in {sum(r.seconds for r in runs):.0f} s")
     return runs
 
-def scrub_notebooks(paths:list[Path])->int: # 0
+
+def scrub_notebooks(paths: list[Path]) -> int:  # 0
     "`scrub_outputs` each notebook in place, rewriting only those that change; print their names."
     import nbformat
+
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        if scrub_outputs(nb): nbformat.write(nb, path); print(f"scrubbed {path}")
+        if scrub_outputs(nb):
+            nbformat.write(nb, path)
+            print(f"scrubbed {path}")
     return 0
 
-def main(argv:list[str]|None=None)->int:
+
+def main(argv: list[str] | None = None) -> int:
     "Command line entry point: `genaibook_course --help`."
-    p = argparse.ArgumentParser(prog="genaibook_course", description="Run the course's notebooks end to end and keep the executed copies.")
+    p = argparse.ArgumentParser(
+        prog="genaibook_course", description="Run the course's notebooks end to end and keep the executed copies."
+    )
     p.add_argument("--nbs", default="nbs", help="folder of the notebooks (default: nbs)")
     p.add_argument("--out", default="_run", help="folder of the executed copies and timings.json (default: _run)")
     p.add_argument("--mode", default="cpu", choices=list(RUN_MODES), help="run mode (default: cpu)")
@@ -327,8 +423,11 @@ def main(argv:list[str]|None=None)->int:
     p.add_argument("--skip-slow", action="store_true", help="also skip cells marked #| slow")
     p.add_argument("--online", action="store_true", help="allow the Hugging Face Hub (default: offline)")
     p.add_argument("--inplace", action="store_true", help="write the executed notebooks over the originals")
-    p.add_argument("--scrub", action="store_true", help="only scrub the notebooks' stored outputs in place, run nothing")
+    p.add_argument(
+        "--scrub", action="store_true", help="only scrub the notebooks' stored outputs in place, run nothing"
+    )
     a = p.parse_args(argv)
-    if a.scrub: return scrub_notebooks(find_notebooks(a.nbs, a.only))
+    if a.scrub:
+        return scrub_notebooks(find_notebooks(a.nbs, a.only))
     runs = run_course(a.nbs, a.out, a.mode, a.only, a.skip_slow, offline=not a.online, inplace=a.inplace)
     return 0 if all(r.ok for r in runs) else 1

@@ -20,160 +20,225 @@ from .stable_diffusion import generate_images
 # %% ../nbs/lib/15_demo.ipynb #6a3efe3a
 def gradio():
     "Import and return the `gradio` module, or explain how to install it."
-    try: import gradio as gr
-    except ImportError as e: raise ImportError("The demos need Gradio, which is not installed: pip install 'genaibook[demo]' "
-                                               "(or pip install gradio)") from e
+    try:
+        import gradio as gr
+    except ImportError as e:
+        raise ImportError(
+            "The demos need Gradio, which is not installed: pip install 'genaibook[demo]' (or pip install gradio)"
+        ) from e
     return gr
 
-def _ui_error(message:str)->Exception:
+
+def _ui_error(message: str) -> Exception:
     "A `gr.Error` (shown in the app) once Gradio is loaded, else a ValueError. `gr.Error` is a ValueError as well."
     gr = sys.modules.get("gradio")
     return gr.Error(message) if getattr(gr, "Error", None) else ValueError(message)
 
 # %% ../nbs/lib/15_demo.ipynb #d41db5ad
-def greet(name:str)->str:
+def greet(name: str) -> str:
     "The book's first Gradio function (listing 5.23)."
     return "Hello " + name
 
-def build_hello_demo(): # A `gr.Interface`; call `.launch()` to serve it
+
+def build_hello_demo():  # A `gr.Interface`; call `.launch()` to serve it
     "Listing 5.23's app: a text box in, a greeting out."
     gr = gradio()
     return gr.Interface(fn=greet, inputs="text", outputs="text")
 
 # %% ../nbs/lib/15_demo.ipynb #a397b8e4
-def _whole(value, name:str, low:int, high:int|None=None)->int:
+def _whole(value, name: str, low: int, high: int | None = None) -> int:
     "A widget's number (sliders send floats such as 30.0) as an int in [low, high], or an error the app shows."
-    if isinstance(value, (float, np.floating)) and float(value).is_integer(): value = int(value)
-    try: return check_int(name, value, low, high)
-    except ValueError as e: raise _ui_error(str(e)) from None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    try:
+        return check_int(name, value, low, high)
+    except ValueError as e:
+        raise _ui_error(str(e)) from None
 
-def _seed(seed)->int:
+
+def _seed(seed) -> int:
     "The seed from a number box; empty (None or '') draws a random one."
-    if seed is None or seed == "": return int(torch.randint(0, 2**31 - 1, ()).item())
+    if seed is None or seed == "":
+        return int(torch.randint(0, 2**31 - 1, ()).item())
     return _whole(seed, "seed", 0, 2**63 - 1)
 
-def _number(value, name:str)->float:
+
+def _number(value, name: str) -> float:
     "A widget's number as a float, or a clear error."
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+    ):
         raise _ui_error(f"{name} must be a number, got {value!r}")
     return float(value)
 
 # %% ../nbs/lib/15_demo.ipynb #377c5211
-def text_to_image_fn(pipe, # A `StableDiffusionPipeline` (or a dict of its parts)
-                     height:int=512, # Image height, a multiple of 8
-                     width:int=512, # Image width, a multiple of 8
-                     max_steps:int=100, # The most denoising steps a user may ask for
-                    ): # `text_to_image(prompt, negative_prompt, guidance_scale, steps, seed) -> PIL.Image`
+def text_to_image_fn(
+    pipe,  # A `StableDiffusionPipeline` (or a dict of its parts)
+    height: int = 512,  # Image height, a multiple of 8
+    width: int = 512,  # Image width, a multiple of 8
+    max_steps: int = 100,  # The most denoising steps a user may ask for
+):  # `text_to_image(prompt, negative_prompt, guidance_scale, steps, seed) -> PIL.Image`
     "The text-to-image app's event function, bound to a pipeline."
-    def text_to_image(prompt:str, negative_prompt:str="", guidance_scale:float=7.5, steps:int=30, seed:int|None=None)->Image.Image:
-        if not isinstance(prompt, str) or not prompt.strip(): raise _ui_error("Type a prompt: a description of the image you want")
+
+    def text_to_image(
+        prompt: str, negative_prompt: str = "", guidance_scale: float = 7.5, steps: int = 30, seed: int | None = None
+    ) -> Image.Image:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _ui_error("Type a prompt: a description of the image you want")
         guidance_scale, steps = _number(guidance_scale, "guidance scale"), _whole(steps, "steps", 1, max_steps)
-        return generate_images(pipe, prompt, negative_prompt or None, guidance_scale, steps, height, width, seed=_seed(seed))[0]
+        return generate_images(
+            pipe, prompt, negative_prompt or None, guidance_scale, steps, height, width, seed=_seed(seed)
+        )[0]
+
     return text_to_image
 
 # %% ../nbs/lib/15_demo.ipynb #26bff03e
-def build_text_to_image_demo(pipe, # A `StableDiffusionPipeline` (or a dict of its parts)
-                             title:str="Stable Diffusion: text to image", # Shown above the app
-                             description:str=("Describe an image, and Stable Diffusion draws it. The guidance scale sets how "
-                                              "closely it follows the prompt; the negative prompt says what to avoid; "
-                                              "the same seed gives the same image."),
-                             height:int=512, # Image height, a multiple of 8
-                             width:int=512, # Image width, a multiple of 8
-                             steps:int=30, # Default number of denoising steps
-                             max_steps:int=100, # The most steps a user may ask for
-                            ): # A `gr.Interface`; `.launch()` serves it
+def build_text_to_image_demo(
+    pipe,  # A `StableDiffusionPipeline` (or a dict of its parts)
+    title: str = "Stable Diffusion: text to image",  # Shown above the app
+    description: str = (
+        "Describe an image, and Stable Diffusion draws it. The guidance scale sets how "
+        "closely it follows the prompt; the negative prompt says what to avoid; "
+        "the same seed gives the same image."
+    ),
+    height: int = 512,  # Image height, a multiple of 8
+    width: int = 512,  # Image width, a multiple of 8
+    steps: int = 30,  # Default number of denoising steps
+    max_steps: int = 100,  # The most steps a user may ask for
+):  # A `gr.Interface`; `.launch()` serves it
     "Chapter 5's Project Time app: Stable Diffusion with a negative prompt, a guidance-scale slider, steps and a seed."
     gr = gradio()
-    inputs = [gr.Textbox(label="Prompt", value="Watercolor illustration of a rose"),
-              gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. blurry, low quality"),
-              gr.Slider(1, 20, value=7.5, step=0.5, label="Guidance scale"),
-              gr.Slider(1, max_steps, value=steps, step=1, label="Steps"),
-              gr.Number(value=42, precision=0, label="Seed")]
-    return gr.Interface(fn=text_to_image_fn(pipe, height, width, max_steps), inputs=inputs,
-                        outputs=gr.Image(type="pil", label="Image"), title=title, description=description, flagging_mode="never")
+    inputs = [
+        gr.Textbox(label="Prompt", value="Watercolor illustration of a rose"),
+        gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. blurry, low quality"),
+        gr.Slider(1, 20, value=7.5, step=0.5, label="Guidance scale"),
+        gr.Slider(1, max_steps, value=steps, step=1, label="Steps"),
+        gr.Number(value=42, precision=0, label="Seed"),
+    ]
+    return gr.Interface(
+        fn=text_to_image_fn(pipe, height, width, max_steps),
+        inputs=inputs,
+        outputs=gr.Image(type="pil", label="Image"),
+        title=title,
+        description=description,
+        flagging_mode="never",
+    )
 
 # %% ../nbs/lib/15_demo.ipynb #8ebfc3fb
-def demo_components(demo, # A `gr.Blocks` or `gr.Interface`
-                   )->list[tuple[str, str]]: # (component class, label) for every labelled component, in page order
+def demo_components(
+    demo,  # A `gr.Blocks` or `gr.Interface`
+) -> list[tuple[str, str]]:  # (component class, label) for every labelled component, in page order
     "The labelled components of a Gradio app, found through its `blocks` dict."
     return [(type(b).__name__, str(b.label)) for b in demo.blocks.values() if getattr(b, "label", None)]
 
 # %% ../nbs/lib/15_demo.ipynb #a8f838ff
-def images_to_grid(images, # [N, C, H, W] (C = 1 or 3) or [N, H, W] images in [0, 1]: a tensor or an array
-                   nrow:int=8, # Images per row
-                   scale:int=1, # Enlarge by this whole factor (nearest neighbour, so pixels stay sharp)
-                   padding:int=2, # White pixels between images
-                  )->Image.Image: # One RGB image
+def images_to_grid(
+    images,  # [N, C, H, W] (C = 1 or 3) or [N, H, W] images in [0, 1]: a tensor or an array
+    nrow: int = 8,  # Images per row
+    scale: int = 1,  # Enlarge by this whole factor (nearest neighbour, so pixels stay sharp)
+    padding: int = 2,  # White pixels between images
+) -> Image.Image:  # One RGB image
     "A batch of images as one PIL grid."
     from genaibook.viz import tensor_grid, tensor_to_pil  # here: `import genaibook.demo` need not load matplotlib
+
     scale = check_int("scale", scale)
     im = tensor_to_pil(tensor_grid(images, nrow=nrow, padding=padding, pad_value=1.0))
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
 
-def _class_id(value, class_names)->int:
+
+def _class_id(value, class_names) -> int:
     "A class name (or id) from the dropdown as a class id, or a clear error."
-    if isinstance(value, str) and value in class_names: return list(class_names).index(value)
-    try: return check_int("class", value, 0, len(class_names) - 1)
-    except ValueError: raise _ui_error(f"unknown class {value!r}: pick one of {', '.join(class_names)}") from None
+    if isinstance(value, str) and value in class_names:
+        return list(class_names).index(value)
+    try:
+        return check_int("class", value, 0, len(class_names) - 1)
+    except ValueError:
+        raise _ui_error(f"unknown class {value!r}: pick one of {', '.join(class_names)}") from None
 
 # %% ../nbs/lib/15_demo.ipynb #2ddecdc9
-def _check_class_names(class_names)->tuple:
+def _check_class_names(class_names) -> tuple:
     "The class names as a tuple of distinct strings, or a clear error."
     names = tuple(class_names) if isinstance(class_names, (list, tuple)) else ()
     if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
         raise ValueError(f"class_names must be a non-empty list of distinct strings, got {class_names!r}")
     return names
 
-def class_images_fn(generate_fn, # `generate_fn(class_id, guidance_scale, steps, seed, n)` -> [n, C, H, W] images in [0, 1]
-                    class_names=FASHION_CLASSES, # Class names, in class-id order
-                    max_steps:int=1000, # The most denoising steps a user may ask for
-                    max_samples:int=16, # The most images per request
-                    scale:int=4, # Enlarge the grid by this factor
-                   ): # `class_images(class_name, guidance_scale, steps, seed, n) -> PIL.Image`
+
+def class_images_fn(
+    generate_fn,  # `generate_fn(class_id, guidance_scale, steps, seed, n)` -> [n, C, H, W] images in [0, 1]
+    class_names=FASHION_CLASSES,  # Class names, in class-id order
+    max_steps: int = 1000,  # The most denoising steps a user may ask for
+    max_samples: int = 16,  # The most images per request
+    scale: int = 4,  # Enlarge the grid by this factor
+):  # `class_images(class_name, guidance_scale, steps, seed, n) -> PIL.Image`
     "The class-conditioned app's event function, bound to a model's `generate_fn`."
-    if not callable(generate_fn): raise TypeError(f"generate_fn must be callable, got {type(generate_fn).__name__}")
+    if not callable(generate_fn):
+        raise TypeError(f"generate_fn must be callable, got {type(generate_fn).__name__}")
     class_names = _check_class_names(class_names)
-    def class_images(class_name, guidance_scale:float=1.0, steps:int=50, seed:int|None=None, n:int=8)->Image.Image:
+
+    def class_images(
+        class_name, guidance_scale: float = 1.0, steps: int = 50, seed: int | None = None, n: int = 8
+    ) -> Image.Image:
         class_id, guidance_scale = _class_id(class_name, class_names), _number(guidance_scale, "guidance scale")
         steps, n = _whole(steps, "steps", 1, max_steps), _whole(n, "number of samples", 1, max_samples)
         images = generate_fn(class_id, guidance_scale, steps, _seed(seed), n)
-        if len(images) != n: raise ValueError(f"generate_fn returned {len(images)} images but was asked for {n}")
+        if len(images) != n:
+            raise ValueError(f"generate_fn returned {len(images)} images but was asked for {n}")
         return images_to_grid(images, nrow=min(n, 8), scale=scale)
+
     return class_images
 
 # %% ../nbs/lib/15_demo.ipynb #39e774cd
-def build_class_demo(generate_fn, # `generate_fn(class_id, guidance_scale, steps, seed, n)` -> [n, C, H, W] images in [0, 1]
-                     class_names=FASHION_CLASSES, # Class names, in class-id order
-                     title:str="Fashion-MNIST: generate by class", # Shown above the app
-                     description:str=("Pick a class, and the class-conditioned diffusion model of chapter 5 draws samples "
-                                      "of it. Guidance above 1 needs a model trained with an unconditional label."),
-                     steps:int=50, # Default number of denoising steps
-                     max_steps:int=1000, # The most steps a user may ask for
-                     max_samples:int=16, # The most images per request
-                    ): # A `gr.Interface`; `.launch()` serves it
+def build_class_demo(
+    generate_fn,  # `generate_fn(class_id, guidance_scale, steps, seed, n)` -> [n, C, H, W] images in [0, 1]
+    class_names=FASHION_CLASSES,  # Class names, in class-id order
+    title: str = "Fashion-MNIST: generate by class",  # Shown above the app
+    description: str = (
+        "Pick a class, and the class-conditioned diffusion model of chapter 5 draws samples "
+        "of it. Guidance above 1 needs a model trained with an unconditional label."
+    ),
+    steps: int = 50,  # Default number of denoising steps
+    max_steps: int = 1000,  # The most steps a user may ask for
+    max_samples: int = 16,  # The most images per request
+):  # A `gr.Interface`; `.launch()` serves it
     "An app for a class-conditioned model: class dropdown, guidance scale, steps, seed and number of samples in, a grid out."
     gr = gradio()
     fn = class_images_fn(generate_fn, class_names, max_steps, max_samples)
-    inputs = [gr.Dropdown(list(_check_class_names(class_names)), value=class_names[0], label="Class"),
-              gr.Slider(1, 10, value=1, step=0.5, label="Guidance scale"),
-              gr.Slider(1, max_steps, value=steps, step=1, label="Steps"),
-              gr.Number(value=0, precision=0, label="Seed"),
-              gr.Slider(1, max_samples, value=8, step=1, label="Number of samples")]
-    return gr.Interface(fn=fn, inputs=inputs, outputs=gr.Image(type="pil", label="Samples"), title=title,
-                        description=description, flagging_mode="never")
+    inputs = [
+        gr.Dropdown(list(_check_class_names(class_names)), value=class_names[0], label="Class"),
+        gr.Slider(1, 10, value=1, step=0.5, label="Guidance scale"),
+        gr.Slider(1, max_steps, value=steps, step=1, label="Steps"),
+        gr.Number(value=0, precision=0, label="Seed"),
+        gr.Slider(1, max_samples, value=8, step=1, label="Number of samples"),
+    ]
+    return gr.Interface(
+        fn=fn,
+        inputs=inputs,
+        outputs=gr.Image(type="pil", label="Samples"),
+        title=title,
+        description=description,
+        flagging_mode="never",
+    )
 
 # %% ../nbs/lib/15_demo.ipynb #95274802
-def build_course_demo(pipe, # A `StableDiffusionPipeline` (or a dict of its parts)
-                      generate_fn, # The class-conditioned model's `generate_fn(class_id, guidance_scale, steps, seed, n)`
-                      class_names=FASHION_CLASSES, # Its class names, in class-id order
-                      title:str="Hands-On Generative AI: chapter 5", # The page title and header
-                      height:int=512, # Stable Diffusion's image height
-                      width:int=512, # Stable Diffusion's image width
-                     ): # A `gr.Blocks`; `.launch()` serves it
+def build_course_demo(
+    pipe,  # A `StableDiffusionPipeline` (or a dict of its parts)
+    generate_fn,  # The class-conditioned model's `generate_fn(class_id, guidance_scale, steps, seed, n)`
+    class_names=FASHION_CLASSES,  # Its class names, in class-id order
+    title: str = "Hands-On Generative AI: chapter 5",  # The page title and header
+    height: int = 512,  # Stable Diffusion's image height
+    width: int = 512,  # Stable Diffusion's image width
+):  # A `gr.Blocks`; `.launch()` serves it
     "One app with a tab for Stable Diffusion and a tab for the class-conditioned model."
     gr = gradio()
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\nText-to-image with Stable Diffusion, and class-conditioned generation with a small UNet.")
-        with gr.Tab("Text to image"): build_text_to_image_demo(pipe, height=height, width=width).render()
-        with gr.Tab("By class"): build_class_demo(generate_fn, class_names).render()
+        gr.Markdown(
+            f"# {title}\nText-to-image with Stable Diffusion, and class-conditioned generation with a small UNet."
+        )
+        with gr.Tab("Text to image"):
+            build_text_to_image_demo(pipe, height=height, width=width).render()
+        with gr.Tab("By class"):
+            build_class_demo(generate_fn, class_names).render()
     return demo

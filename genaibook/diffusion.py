@@ -22,58 +22,68 @@ from .train import split_batch
 # %% ../nbs/lib/17_diffusion.ipynb #1a30b0c8
 OBJECTIVES = PREDICTION_TYPES  # ("epsilon", "sample", "v_prediction"): diffusers' prediction_type names
 
-def _check_objective(objective:str)->str: return check_choice("objective", objective, OBJECTIVES)
 
+def _check_objective(objective: str) -> str:
+    return check_choice("objective", objective, OBJECTIVES)
 
 # %% ../nbs/lib/17_diffusion.ipynb #3edc3815
-def diffusion_target(scheduler, # Has `alphas_cumprod`
-                     x0:torch.Tensor, # [B, C, H, W] clean images
-                     noise:torch.Tensor, # [B, C, H, W] the noise that was added
-                     t, # [B] timesteps
-                     objective:str="epsilon", # "epsilon", "sample" or "v_prediction"
-                    )->torch.Tensor: # [B, C, H, W]
+def diffusion_target(
+    scheduler,  # Has `alphas_cumprod`
+    x0: torch.Tensor,  # [B, C, H, W] clean images
+    noise: torch.Tensor,  # [B, C, H, W] the noise that was added
+    t,  # [B] timesteps
+    objective: str = "epsilon",  # "epsilon", "sample" or "v_prediction"
+) -> torch.Tensor:  # [B, C, H, W]
     "What a model trained with `objective` should predict for `x_t = a * x0 + s * noise`."
     return prediction_target(x0, noise, alpha_bar(scheduler, t, x0), _check_objective(objective)).to(x0.dtype)
 
-
 # %% ../nbs/lib/17_diffusion.ipynb #5eb12750
-def convert_prediction(scheduler, pred:torch.Tensor, # The model's output
-                       x_t:torch.Tensor, # The noisy input it saw
-                       t, # Timesteps
-                       source:str, # The objective `pred` follows
-                       target:str, # The objective wanted
-                      )->torch.Tensor:
+def convert_prediction(
+    scheduler,
+    pred: torch.Tensor,  # The model's output
+    x_t: torch.Tensor,  # The noisy input it saw
+    t,  # Timesteps
+    source: str,  # The objective `pred` follows
+    target: str,  # The objective wanted
+) -> torch.Tensor:
     "Re-express a prediction of objective `source` as one of objective `target`."
-    if _check_objective(source) == _check_objective(target): return pred
+    if _check_objective(source) == _check_objective(target):
+        return pred
     abar = alpha_bar(scheduler, t, x_t)
     x0, eps = pred_x0_and_eps(pred, x_t, abar, source)
     return prediction_target(x0, eps, abar, target).to(pred.dtype)
 
-
 # %% ../nbs/lib/17_diffusion.ipynb #3c76653d
-def min_snr_weight(snr:torch.Tensor, # [B] signal-to-noise ratios
-                   objective:str="epsilon", # What the model predicts
-                   gamma:float=5.0, # The cap on the x0-loss weight
-                  )->torch.Tensor: # [B] weights for the per-image MSE
+def min_snr_weight(
+    snr: torch.Tensor,  # [B] signal-to-noise ratios
+    objective: str = "epsilon",  # What the model predicts
+    gamma: float = 5.0,  # The cap on the x0-loss weight
+) -> torch.Tensor:  # [B] weights for the per-image MSE
     "Min-SNR-γ loss weights for `objective` (Hang et al., 2023)."
     capped = snr.clamp(max=gamma)
-    if _check_objective(objective) == "epsilon": return capped / snr
-    if objective == "sample": return capped
+    if _check_objective(objective) == "epsilon":
+        return capped / snr
+    if objective == "sample":
+        return capped
     return capped / (snr + 1)
 
 # %% ../nbs/lib/17_diffusion.ipynb #5353aac0
-def class_conditional(model:nn.Module)->bool:
+def class_conditional(model: nn.Module) -> bool:
     "Whether `model` takes class labels: a `SmallUNet` with `num_classes`, or a diffusers model with `num_class_embeds`."
-    if getattr(model, "num_classes", None) is not None: return True
+    if getattr(model, "num_classes", None) is not None:
+        return True
     config = getattr(model, "config", None)
     return getattr(config, "num_class_embeds", None) is not None or getattr(model, "class_embedding", None) is not None
 
-def drop_labels(labels:torch.Tensor, # [B] integer labels
-                p:float, # Probability of replacing each label
-                null_class:int, # The label meaning "no class"
-               )->torch.Tensor:
+
+def drop_labels(
+    labels: torch.Tensor,  # [B] integer labels
+    p: float,  # Probability of replacing each label
+    null_class: int,  # The label meaning "no class"
+) -> torch.Tensor:
     "Replace each label by `null_class` with probability `p` (draws from the global RNG)."
-    if p <= 0: return labels
+    if p <= 0:
+        return labels
     drop = torch.rand(labels.shape, device=labels.device) < p
     return torch.where(drop, torch.full_like(labels, null_class), labels)
 
@@ -82,27 +92,35 @@ def _null_class(model, null_class):
     "The null label: the argument, else the model's `null_class`; checked against a diffusers model's embeddings."
     null = null_class if null_class is not None else getattr(model, "null_class", None)
     if null is None:
-        raise ValueError("class_dropout > 0 needs the null class: pass null_class= (for a UNet2DModel with "
-                         "num_class_embeds=11 for 10 classes, null_class=10)")
+        raise ValueError(
+            "class_dropout > 0 needs the null class: pass null_class= (for a UNet2DModel with "
+            "num_class_embeds=11 for 10 classes, null_class=10)"
+        )
     n = getattr(getattr(model, "config", None), "num_class_embeds", None)
     if isinstance(n, int) and not 0 <= null < n:
-        raise ValueError(f"null_class={null} is not a class embedding of this model (num_class_embeds={n}); "
-                         f"give the model one more embedding than there are classes and use the last index")
+        raise ValueError(
+            f"null_class={null} is not a class embedding of this model (num_class_embeds={n}); "
+            f"give the model one more embedding than there are classes and use the last index"
+        )
     return null
 
 # %% ../nbs/lib/17_diffusion.ipynb #0b99664f
 class DiffusionLoss:
     "The denoising loss for `Learner`: noise the images, predict the objective's target, mean squared error."
-    def __init__(self, scheduler, # Has `config.num_train_timesteps`, `alphas_cumprod` and `add_noise` (diffusers or genaibook.schedulers)
-                 objective:str="epsilon", # What the model predicts: "epsilon", "sample" or "v_prediction"
-                 class_dropout:float=0.0, # Probability of replacing a label with the null class (classifier-free guidance)
-                 null_class:int|None=None, # The null label; None: the model's `null_class`
-                 image_key:str="images", # Key of the images in dict batches
-                 label_key:str|None="labels", # Key of the labels in dict batches; None: never pass labels
-                 loss_weighting=None, # None, "min_snr" (γ=5), or a function snr [B] -> weights [B]
-                ):
+
+    def __init__(
+        self,
+        scheduler,  # Has `config.num_train_timesteps`, `alphas_cumprod` and `add_noise` (diffusers or genaibook.schedulers)
+        objective: str = "epsilon",  # What the model predicts: "epsilon", "sample" or "v_prediction"
+        class_dropout: float = 0.0,  # Probability of replacing a label with the null class (classifier-free guidance)
+        null_class: int | None = None,  # The null label; None: the model's `null_class`
+        image_key: str = "images",  # Key of the images in dict batches
+        label_key: str | None = "labels",  # Key of the labels in dict batches; None: never pass labels
+        loss_weighting=None,  # None, "min_snr" (γ=5), or a function snr [B] -> weights [B]
+    ):
         self.objective = _check_objective(objective)
-        if not 0 <= class_dropout < 1: raise ValueError(f"class_dropout must be in [0, 1), got {class_dropout}")
+        if not 0 <= class_dropout < 1:
+            raise ValueError(f"class_dropout must be in [0, 1), got {class_dropout}")
         if not (loss_weighting is None or loss_weighting == "min_snr" or callable(loss_weighting)):
             raise ValueError(f'loss_weighting must be None, "min_snr" or a function of the SNR, got {loss_weighting!r}')
         self.scheduler, self.class_dropout, self.null_class = scheduler, class_dropout, null_class
@@ -110,24 +128,35 @@ class DiffusionLoss:
         self.num_train_timesteps = scheduler.config.num_train_timesteps
         expected = getattr(scheduler.config, "prediction_type", objective)
         if expected != objective:
-            warnings.warn(f"the scheduler's prediction_type is {expected!r} but the loss trains {objective!r}: sample with "
-                          f"a scheduler made with prediction_type={objective!r} (or convert with convert_prediction)")
+            warnings.warn(
+                f"the scheduler's prediction_type is {expected!r} but the loss trains {objective!r}: sample with "
+                f"a scheduler made with prediction_type={objective!r} (or convert with convert_prediction)"
+            )
 
-    def weights(self, t:torch.Tensor)->torch.Tensor|None:
+    def weights(self, t: torch.Tensor) -> torch.Tensor | None:
         "Per-image loss weights at timesteps `t`, or None for the plain mean."
-        if self.loss_weighting is None: return None
+        if self.loss_weighting is None:
+            return None
         ratio = snr(self.scheduler, t)
         w = min_snr_weight(ratio, self.objective) if self.loss_weighting == "min_snr" else self.loss_weighting(ratio)
         return torch.as_tensor(w, dtype=torch.float32).to(t.device)
 
-    def labels_for(self, model:nn.Module, labels)->torch.Tensor|None:
+    def labels_for(self, model: nn.Module, labels) -> torch.Tensor | None:
         "The labels to pass to `model` (after dropout), or None for an unconditional model."
-        if self.label_key is None or not class_conditional(model): return None
-        if labels is None: raise ValueError("the model is class-conditioned but the batch has no labels: check label_key, "
-                                            "or pass label_key=None if the model should get no labels")
-        return drop_labels(labels, self.class_dropout, _null_class(model, self.null_class)) if self.class_dropout else labels
+        if self.label_key is None or not class_conditional(model):
+            return None
+        if labels is None:
+            raise ValueError(
+                "the model is class-conditioned but the batch has no labels: check label_key, "
+                "or pass label_key=None if the model should get no labels"
+            )
+        return (
+            drop_labels(labels, self.class_dropout, _null_class(model, self.null_class))
+            if self.class_dropout
+            else labels
+        )
 
-    def __call__(self, model:nn.Module, batch)->torch.Tensor: # The scalar loss
+    def __call__(self, model: nn.Module, batch) -> torch.Tensor:  # The scalar loss
         images, labels = split_batch(batch, self.image_key, self.label_key)
         noise = torch.randn_like(images)
         t = torch.randint(0, self.num_train_timesteps, (images.shape[0],), device=images.device)
@@ -135,57 +164,68 @@ class DiffusionLoss:
         pred = model_output(model, noisy, t, self.labels_for(model, labels))
         target = diffusion_target(self.scheduler, images, noise, t, self.objective)
         w = self.weights(t)
-        if w is None: return F.mse_loss(pred.float(), target.float())
+        if w is None:
+            return F.mse_loss(pred.float(), target.float())
         per_image = F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
         return (per_image * w).mean()
 
     def __repr__(self):
-        return (f"DiffusionLoss(objective={self.objective!r}, class_dropout={self.class_dropout}, "
-                f"loss_weighting={self.loss_weighting!r}, scheduler={type(self.scheduler).__name__})")
+        return (
+            f"DiffusionLoss(objective={self.objective!r}, class_dropout={self.class_dropout}, "
+            f"loss_weighting={self.loss_weighting!r}, scheduler={type(self.scheduler).__name__})"
+        )
 
 # %% ../nbs/lib/17_diffusion.ipynb #b5088a8d
 class ObjectiveAdapter(nn.Module):
     "Wrap a model that predicts `source` so that it returns `target` (default: the scheduler's `prediction_type`)."
-    def __init__(self, model:nn.Module, # Called as model(x, t[, class_labels=...])
-                 scheduler, # A DDPM-family scheduler (has `alphas_cumprod`)
-                 source:str, # The objective the model was trained on
-                 target:str|None=None, # The objective wanted; None: `scheduler.config.prediction_type`
-                ):
+
+    def __init__(
+        self,
+        model: nn.Module,  # Called as model(x, t[, class_labels=...])
+        scheduler,  # A DDPM-family scheduler (has `alphas_cumprod`)
+        source: str,  # The objective the model was trained on
+        target: str | None = None,  # The objective wanted; None: `scheduler.config.prediction_type`
+    ):
         super().__init__()
         self.model, self.scheduler, self.source = model, scheduler, _check_objective(source)
         self.target = _check_objective(target or getattr(scheduler.config, "prediction_type", "epsilon"))
         self.config = getattr(model, "config", None)
         self.training = getattr(model, "training", False)  # so samplers that restore the mode restore the model's
 
-    def forward(self, x:torch.Tensor, t, class_labels=None)->torch.Tensor:
+    def forward(self, x: torch.Tensor, t, class_labels=None) -> torch.Tensor:
         out = model_output(self.model, x, t, class_labels)
         return convert_prediction(self.scheduler, out, x, t, self.source, self.target)
 
 # %% ../nbs/lib/17_diffusion.ipynb #561b58b8
-def _first_image_shape(dl, image_key:str)->tuple:
+def _first_image_shape(dl, image_key: str) -> tuple:
     "(C, H, W) of the first training example, read without touching the training run's random state."
-    try: example = dl.dataset[0]
+    try:
+        example = dl.dataset[0]
     except (TypeError, AttributeError, NotImplementedError) as e:
-        raise ValueError("SampleGrid cannot read an example of this DataLoader's dataset to tell the image size: "
-                         "pass shape=(channels, height, width)") from e
+        raise ValueError(
+            "SampleGrid cannot read an example of this DataLoader's dataset to tell the image size: "
+            "pass shape=(channels, height, width)"
+        ) from e
     images, _ = split_batch(dl.collate_fn([example]), image_key)
     return tuple(images.shape[1:])
-
 
 # %% ../nbs/lib/17_diffusion.ipynb #ee5e1aec
 class SampleGrid:
     "Learner callback: every `every` steps and at the end, sample a fixed-noise grid into `grids`."
-    def __init__(self, every:int=500, # Sample every this many steps (and after the last one)
-                 n:int=8, # Images per grid
-                 scheduler=None, # Scheduler to sample with; None: the learner's `DiffusionLoss` scheduler
-                 num_inference_steps:int=25, # Sampling steps
-                 class_labels=None, # Labels of the `n` images for a class-conditioned model; None: 0, 1, 2, ... cycling
-                 guidance_scale:float=1.0, # Classifier-free guidance scale (1: none)
-                 shape:tuple|None=None, # (C, H, W); None: the shape of the first training example
-                 seed:int=0, # Seed of the grid's noise (the same for every grid)
-                 use_ema:bool=True, # Sample from `learner.ema_model` when there is one
-                 show:bool=True, # Show the grids when training ends
-                ):
+
+    def __init__(
+        self,
+        every: int = 500,  # Sample every this many steps (and after the last one)
+        n: int = 8,  # Images per grid
+        scheduler=None,  # Scheduler to sample with; None: the learner's `DiffusionLoss` scheduler
+        num_inference_steps: int = 25,  # Sampling steps
+        class_labels=None,  # Labels of the `n` images for a class-conditioned model; None: 0, 1, 2, ... cycling
+        guidance_scale: float = 1.0,  # Classifier-free guidance scale (1: none)
+        shape: tuple | None = None,  # (C, H, W); None: the shape of the first training example
+        seed: int = 0,  # Seed of the grid's noise (the same for every grid)
+        use_ema: bool = True,  # Sample from `learner.ema_model` when there is one
+        show: bool = True,  # Show the grids when training ends
+    ):
         self.every, self.n = check_int("every", every), check_int("n", n)
         self.scheduler, self.steps = scheduler, check_int("num_inference_steps", num_inference_steps)
         self.class_labels, self.guidance_scale = class_labels, guidance_scale
@@ -196,46 +236,65 @@ class SampleGrid:
     def before_fit(self, learner):
         if self.shape is None:
             image_key = getattr(learner.loss_fn, "image_key", "images")
-            with torch.random.fork_rng(devices=[]): self.shape = _first_image_shape(learner.train_dl, image_key)
+            with torch.random.fork_rng(devices=[]):
+                self.shape = _first_image_shape(learner.train_dl, image_key)
 
     def after_step(self, learner):
-        if learner.step % self.every == 0: self.sample(learner)
+        if learner.step % self.every == 0:
+            self.sample(learner)
 
     def after_fit(self, learner):
-        if not self.grids or self.grids[-1][0] != learner.step: self.sample(learner)
-        if self.show: self.plot()
+        if not self.grids or self.grids[-1][0] != learner.step:
+            self.sample(learner)
+        if self.show:
+            self.plot()
 
-    def sample(self, learner)->torch.Tensor:
+    def sample(self, learner) -> torch.Tensor:
         "Sample the grid now; append (step, images in [0, 1] on the CPU) to `grids` and return the images."
-        if self.shape is None: self.before_fit(learner)
+        if self.shape is None:
+            self.before_fit(learner)
         model = learner.ema_model if self.use_ema and learner.ema_model is not None else learner.model
         loss_fn, device = learner.loss_fn, learner.device
         scheduler = self.scheduler or getattr(loss_fn, "scheduler", None)
-        if scheduler is None: raise ValueError("SampleGrid needs a scheduler: pass scheduler=, or train with a DiffusionLoss")
+        if scheduler is None:
+            raise ValueError("SampleGrid needs a scheduler: pass scheduler=, or train with a DiffusionLoss")
         labels = self._labels(model, device)
         guided = labels is not None and self.guidance_scale != 1
         null = _null_class(model, getattr(loss_fn, "null_class", None)) if guided else None
         objective = getattr(loss_fn, "objective", "epsilon")
         if objective != getattr(scheduler.config, "prediction_type", "epsilon"):
             model = ObjectiveAdapter(model, scheduler, objective)
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):  # leave training's RNG
-            x = sample(model, deepcopy(scheduler), (self.n, *self.shape), num_inference_steps=self.steps,
-                       class_labels=labels, guidance_scale=self.guidance_scale, uncond_label=null,
-                       generator=torch.Generator(device).manual_seed(self.seed), device=device, progress=False)
+        with torch.random.fork_rng(
+            devices=[device.index or 0] if device.type == "cuda" else []
+        ):  # leave training's RNG
+            x = sample(
+                model,
+                deepcopy(scheduler),
+                (self.n, *self.shape),
+                num_inference_steps=self.steps,
+                class_labels=labels,
+                guidance_scale=self.guidance_scale,
+                uncond_label=null,
+                generator=torch.Generator(device).manual_seed(self.seed),
+                device=device,
+                progress=False,
+            )
         images = (x.float().clamp(-1, 1) + 1).cpu() / 2
         self.grids.append((learner.step, images))
         return images
 
-    def _labels(self, model, device)->torch.Tensor|None:
-        if not class_conditional(model): return None
-        if self.class_labels is not None: return torch.as_tensor(self.class_labels, device=device).long()
+    def _labels(self, model, device) -> torch.Tensor | None:
+        if not class_conditional(model):
+            return None
+        if self.class_labels is not None:
+            return torch.as_tensor(self.class_labels, device=device).long()
         n_classes = getattr(model, "num_classes", None) or getattr(model.config, "num_class_embeds", 2) - 1
         return torch.arange(self.n, device=device) % n_classes
 
-    def plot(self, max_rows:int=6):
+    def plot(self, max_rows: int = 6):
         "Show the last `max_rows` grids, one row per step."
         from genaibook.viz import show_images, tensor_grid  # matplotlib: imported only when plotting
+
         grids = self.grids[-max_rows:]
         rows = [tensor_grid(ims, nrow=len(ims), padding=1, pad_value=1.0) for _, ims in grids]
         show_images(rows, ncols=1, titles=[f"step {s}" for s, _ in grids], figsize=(0.8 * self.n, 1.1 * len(rows)))
-

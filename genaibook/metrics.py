@@ -22,27 +22,45 @@ from torch import nn
 from .core import check_choice, check_int, get_device, set_seed
 
 # %% ../nbs/lib/13_metrics.ipynb #fec33130
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
 
 @lru_cache(maxsize=4)
-def _decoded_split(split:str, n:int|None)->tuple[torch.Tensor, torch.Tensor]:
+def _decoded_split(split: str, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     import datasets
+
     level = datasets.logging.get_verbosity()
     datasets.logging.set_verbosity_error()  # offline, every load warns that it uses the cached copy
-    try: ds = datasets.load_dataset("zalando-datasets/fashion_mnist", split=split)
-    finally: datasets.logging.set_verbosity(level)
-    if n is not None: ds = ds.select(range(min(n, len(ds))))
+    try:
+        ds = datasets.load_dataset("zalando-datasets/fashion_mnist", split=split)
+    finally:
+        datasets.logging.set_verbosity(level)
+    if n is not None:
+        ds = ds.select(range(min(n, len(ds))))
     ds = ds.with_format("torch")
     images = ds["image"][:].reshape(-1, 1, 28, 28).to(torch.uint8)
     return images, ds["label"][:].long()
 
-def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "test" (10,000)
-                               n:int|None=None, # Keep only the first `n` images (faster to decode); None keeps all
-                               dtype:str="float", # "float": float32 in [0, 1]; "uint8": the raw 0-255 pixels
-                              )->tuple[torch.Tensor, torch.Tensor]: # images [N, 1, 28, 28] and int64 labels [N]
+
+def load_fashion_mnist_tensors(
+    split: str = "train",  # "train" (60,000 images) or "test" (10,000)
+    n: int | None = None,  # Keep only the first `n` images (faster to decode); None keeps all
+    dtype: str = "float",  # "float": float32 in [0, 1]; "uint8": the raw 0-255 pixels
+) -> tuple[torch.Tensor, torch.Tensor]:  # images [N, 1, 28, 28] and int64 labels [N]
     "The real Fashion-MNIST `split` as tensors, from `load_dataset('zalando-datasets/fashion_mnist')`."
-    check_choice("split", split, ("train", "test")); check_choice("dtype", dtype, ("float", "uint8"))
+    check_choice("split", split, ("train", "test"))
+    check_choice("dtype", dtype, ("float", "uint8"))
     n = check_int("n", n, none_ok=True)
     images, labels = _decoded_split(split, n)
     images = images.float() / 255 if dtype == "float" else images.clone()
@@ -51,63 +69,93 @@ def load_fashion_mnist_tensors(split:str="train", # "train" (60,000 images) or "
 # %% ../nbs/lib/13_metrics.ipynb #31d35e47
 def _check_batch_shape(images):
     "A clear error unless `images` is a tensor [N, 1, 28|32, 28|32]."
-    if not isinstance(images, torch.Tensor): raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     shape = tuple(images.shape)
-    if images.ndim != 4: raise ValueError(f"images must be a batch [N, 1, H, W], got shape {shape}; "
-                                          "use x[None] for a single image or x[:, None] for [N, H, W]")
-    if shape[1] != 1: raise ValueError(f"images must have 1 (grayscale) channel, got shape {shape}; Fashion-MNIST is "
-                                       "grayscale: convert RGB with x.mean(1, keepdim=True)")
-    if shape[2:] not in ((28, 28), (32, 32)): raise ValueError(f"images must be 28x28 or 32x32 pixels, got {shape[2:]}; "
-                                                               "resize them to 28x28 first")
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must be a batch [N, 1, H, W], got shape {shape}; "
+            "use x[None] for a single image or x[:, None] for [N, H, W]"
+        )
+    if shape[1] != 1:
+        raise ValueError(
+            f"images must have 1 (grayscale) channel, got shape {shape}; Fashion-MNIST is "
+            "grayscale: convert RGB with x.mean(1, keepdim=True)"
+        )
+    if shape[2:] not in ((28, 28), (32, 32)):
+        raise ValueError(f"images must be 28x28 or 32x32 pixels, got {shape[2:]}; resize them to 28x28 first")
 
-def prepare_images(images:torch.Tensor, # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
-                   tol:float=1e-2, # How far outside [0, 1] float values may stray (then they are clamped)
-                  )->torch.Tensor: # float32 [N, 1, 28, 28] in [0, 1]
+
+def prepare_images(
+    images: torch.Tensor,  # [N, 1, 28|32, 28|32]: float in [0, 1], or uint8 in [0, 255]
+    tol: float = 1e-2,  # How far outside [0, 1] float values may stray (then they are clamped)
+) -> torch.Tensor:  # float32 [N, 1, 28, 28] in [0, 1]
     "Check images for the metrics: uint8 is scaled to [0, 1], 32-pixel images are cropped by 2 pixels (undoing `Pad(2)`)."
     _check_batch_shape(images)
     shape = tuple(images.shape)
-    if images.dtype == torch.uint8: images = images.float() / 255
-    elif not images.is_floating_point(): raise TypeError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    elif not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
     images = images.float()
     if images.numel():
-        if torch.isnan(images).any(): raise ValueError("images contain NaN values")
+        if torch.isnan(images).any():
+            raise ValueError("images contain NaN values")
         lo, hi = images.min().item(), images.max().item()
-        if lo < -tol: raise ValueError(f"images must be in [0, 1] but go down to {lo:.2f}; "
-                                       "the sampler returns [-1, 1]: pass (x + 1) / 2")
-        if hi > 1 + tol: raise ValueError(f"images must be in [0, 1] but go up to {hi:.2f}; "
-                                          "divide 0-255 pixel values by 255")
+        if lo < -tol:
+            raise ValueError(
+                f"images must be in [0, 1] but go down to {lo:.2f}; the sampler returns [-1, 1]: pass (x + 1) / 2"
+            )
+        if hi > 1 + tol:
+            raise ValueError(f"images must be in [0, 1] but go up to {hi:.2f}; divide 0-255 pixel values by 255")
         images = images.clamp(0, 1)
     return images[..., 2:-2, 2:-2] if shape[-1] == 32 else images
 
 # %% ../nbs/lib/13_metrics.ipynb #14c71e1a
-def _conv(c_in, c_out): return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+def _conv(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
 
 class FashionClassifier(nn.Module):
     "A small CNN for Fashion-MNIST: `forward` gives 10 logits, `features` the penultimate embedding."
+
     mean, std = 0.286, 0.353  # pixel statistics of the Fashion-MNIST training split
-    def __init__(self,
-                 width:int=16, # Channels of the first convolution (then 2x, 2x, 4x)
-                 n_features:int=256, # Size of the embedding `features` returns
-                 n_classes:int=10):
+
+    def __init__(
+        self,
+        width: int = 16,  # Channels of the first convolution (then 2x, 2x, 4x)
+        n_features: int = 256,  # Size of the embedding `features` returns
+        n_classes: int = 10,
+    ):
         super().__init__()
         self.n_features, c = n_features, width
-        self.body = nn.Sequential(_conv(1, c), nn.MaxPool2d(2), _conv(c, 2 * c), _conv(2 * c, 2 * c), nn.MaxPool2d(2),
-                                  _conv(2 * c, 4 * c), nn.MaxPool2d(2), nn.Flatten())  # [N, 4c*3*3]
+        self.body = nn.Sequential(
+            _conv(1, c),
+            nn.MaxPool2d(2),
+            _conv(c, 2 * c),
+            _conv(2 * c, 2 * c),
+            nn.MaxPool2d(2),
+            _conv(2 * c, 4 * c),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )  # [N, 4c*3*3]
         self.embed = nn.Sequential(nn.Linear(4 * c * 9, n_features), nn.ReLU())
         self.head = nn.Linear(n_features, n_classes)
 
-    def features(self, x:torch.Tensor)->torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         "Penultimate embedding [N, n_features] of images [N, 1, 28|32, 28|32] in [0, 1]."
         x = (prepare_images(x) - self.mean) / self.std
         return self.embed(self.body(x))
 
-    def forward(self, x:torch.Tensor)->torch.Tensor: return self.head(self.features(x))  # [N, n_classes]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # [N, n_classes]
 
 # %% ../nbs/lib/13_metrics.ipynb #365d2c57
-def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) background
-                  generator:torch.Generator|None=None, # Source of randomness, for repeatable runs
-                  max_shift:int=2, # Largest shift in pixels, in each direction
-                 )->torch.Tensor: # [N, 1, H, W]
+def augment_batch(
+    x: torch.Tensor,  # [N, 1, H, W] images with a black (0) background
+    generator: torch.Generator | None = None,  # Source of randomness, for repeatable runs
+    max_shift: int = 2,  # Largest shift in pixels, in each direction
+) -> torch.Tensor:  # [N, 1, H, W]
     "Flip half the images horizontally and shift each one by up to `max_shift` pixels (new pixels are black)."
     n, _, h, w = x.shape
     flip = torch.rand(n, generator=generator) < 0.5
@@ -121,36 +169,46 @@ def augment_batch(x:torch.Tensor, # [N, 1, H, W] images with a black (0) backgro
 
 # %% ../nbs/lib/13_metrics.ipynb #1d9b0bae
 @torch.no_grad()
-def predict_classes(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
-                    classifier:nn.Module|None=None, # Defaults to the shipped `fashion_classifier()`
-                    batch_size:int=256, # Images per forward pass
-                   )->torch.Tensor: # int64 class indices [N], on the CPU
+def predict_classes(
+    images: torch.Tensor,  # [N, 1, 28|32, 28|32] in [0, 1]
+    classifier: nn.Module | None = None,  # Defaults to the shipped `fashion_classifier()`
+    batch_size: int = 256,  # Images per forward pass
+) -> torch.Tensor:  # int64 class indices [N], on the CPU
     "The class the classifier picks for each image (see `FASHION_CLASSES` for the names)."
     batch_size = check_int("batch_size", batch_size)
     classifier = fashion_classifier() if classifier is None else classifier
     device = next(classifier.parameters()).device
-    preds = [classifier(prepare_images(images[i:i + batch_size]).to(device)).argmax(1).cpu()
-             for i in range(0, len(images), batch_size)]
+    preds = [
+        classifier(prepare_images(images[i : i + batch_size]).to(device)).argmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
-def class_accuracy(images:torch.Tensor, # [N, 1, 28|32, 28|32] in [0, 1]
-                   labels, # The N classes the images should show: a tensor or a list of ints
-                   classifier:nn.Module|None=None, # Defaults to the shipped `fashion_classifier()`
-                   batch_size:int=256, # Images per forward pass
-                  )->float: # Fraction in [0, 1]
+
+def class_accuracy(
+    images: torch.Tensor,  # [N, 1, 28|32, 28|32] in [0, 1]
+    labels,  # The N classes the images should show: a tensor or a list of ints
+    classifier: nn.Module | None = None,  # Defaults to the shipped `fashion_classifier()`
+    batch_size: int = 256,  # Images per forward pass
+) -> float:  # Fraction in [0, 1]
     "Fraction of `images` that the classifier assigns to their intended class in `labels`."
     labels = torch.as_tensor(labels).long().cpu().reshape(-1)
-    if len(labels) != len(images): raise ValueError(f"got {len(images)} images but {len(labels)} labels")
-    if len(labels) == 0: raise ValueError("class_accuracy needs at least one image")
+    if len(labels) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise ValueError("class_accuracy needs at least one image")
     return (predict_classes(images, classifier, batch_size) == labels).float().mean().item()
 
 # %% ../nbs/lib/13_metrics.ipynb #89580ce7
-def _fit(model, x, y, epochs, batch_size, lr, augment, g, device)->list[float]:
+def _fit(model, x, y, epochs, batch_size, lr, augment, g, device) -> list[float]:
     "AdamW with a one-cycle schedule over uint8 images `x`; `g` drives the shuffling and the augmentation."
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * -(-len(x) // batch_size)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25) if steps >= 10
-             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))  # too few steps for a schedule: constant lr
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+        if steps >= 10
+        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    )  # too few steps for a schedule: constant lr
     losses = []
     for _ in range(epochs):
         model.train()
@@ -158,23 +216,29 @@ def _fit(model, x, y, epochs, batch_size, lr, augment, g, device)->list[float]:
             xb = x[idx].float().div(255)
             xb = (augment_batch(xb, g) if augment else xb).to(device)
             loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=0.05)
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
             losses.append(loss.item())
     return losses
 
-def train_fashion_classifier(epochs:int=3, # Passes over the training images
-                             seed:int=0, # Seeds the initialisation, the shuffling and the augmentation
-                             batch_size:int=128,
-                             lr:float=4e-3, # Peak learning rate of the one-cycle schedule
-                             n_train:int|None=None, # Train on the first `n_train` images only (None: all 60,000)
-                             n_test:int|None=None, # Evaluate on the first `n_test` test images (None: all 10,000)
-                             augment:bool=True, # Random flips and shifts (`augment_batch`)
-                             device=None, # Defaults to `get_device()`
-                            )->tuple[FashionClassifier, dict]: # the model in eval mode, and a log
+
+def train_fashion_classifier(
+    epochs: int = 3,  # Passes over the training images
+    seed: int = 0,  # Seeds the initialisation, the shuffling and the augmentation
+    batch_size: int = 128,
+    lr: float = 4e-3,  # Peak learning rate of the one-cycle schedule
+    n_train: int | None = None,  # Train on the first `n_train` images only (None: all 60,000)
+    n_test: int | None = None,  # Evaluate on the first `n_test` test images (None: all 10,000)
+    augment: bool = True,  # Random flips and shifts (`augment_batch`)
+    device=None,  # Defaults to `get_device()`
+) -> tuple[FashionClassifier, dict]:  # the model in eval mode, and a log
     "Train a `FashionClassifier` on the real Fashion-MNIST training split; the log has the test accuracy and the timings."
     epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
     device = torch.device(device) if device is not None else get_device()
-    set_seed(seed); g = torch.Generator().manual_seed(seed)
+    set_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     x, y = load_fashion_mnist_tensors("train", n=n_train, dtype="uint8")
     model = FashionClassifier().to(device)
     start = time.perf_counter()
@@ -183,18 +247,29 @@ def train_fashion_classifier(epochs:int=3, # Passes over the training images
     model.eval()
     xt, yt = load_fashion_mnist_tensors("test", n=n_test)
     acc = class_accuracy(xt, yt, model)
-    return model, dict(test_accuracy=acc, n_test=len(yt), train_seconds=train_s, epochs=epochs, seed=seed,
-                       n_train=len(x), losses=losses, threads=torch.get_num_threads(), device=str(device))
+    return model, dict(
+        test_accuracy=acc,
+        n_test=len(yt),
+        train_seconds=train_s,
+        epochs=epochs,
+        seed=seed,
+        n_train=len(x),
+        losses=losses,
+        threads=torch.get_num_threads(),
+        device=str(device),
+    )
 
 # %% ../nbs/lib/13_metrics.ipynb #f153cf75
-def classifier_weights_path()->Path:
+def classifier_weights_path() -> Path:
     "Where the shipped classifier weights live inside the installed package."
     return Path(str(files("genaibook"))) / "assets" / "fashion_classifier.safetensors"
 
-def save_classifier(model:FashionClassifier, # The model whose weights to write
-                    path=None, # Target file; None means the package's asset (`classifier_weights_path()`)
-                    **metadata, # Stored as strings in the file's header (seed, accuracy, ...)
-                   )->Path:
+
+def save_classifier(
+    model: FashionClassifier,  # The model whose weights to write
+    path=None,  # Target file; None means the package's asset (`classifier_weights_path()`)
+    **metadata,  # Stored as strings in the file's header (seed, accuracy, ...)
+) -> Path:
     "Write `model`'s weights as safetensors (default: the package's asset), with `metadata` as strings."
     path = Path(path) if path is not None else classifier_weights_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,45 +277,65 @@ def save_classifier(model:FashionClassifier, # The model whose weights to write
     save_file(state, str(path), metadata={k: str(v) for k, v in metadata.items()})
     return path
 
+
 @lru_cache(maxsize=None)
-def _load_classifier(device:str)->FashionClassifier:
+def _load_classifier(device: str) -> FashionClassifier:
     path = classifier_weights_path()
-    if not path.exists(): raise FileNotFoundError(f"the classifier weights are missing from the package ({path}); "
-                                                  "reinstall genaibook or run scripts/train_fashion_classifier.py")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the classifier weights are missing from the package ({path}); "
+            "reinstall genaibook or run scripts/train_fashion_classifier.py"
+        )
     model = FashionClassifier()
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval().requires_grad_(False)
 
-def fashion_classifier(device=None, # Defaults to `get_device()`
-                      )->FashionClassifier:
+
+def fashion_classifier(
+    device=None,  # Defaults to `get_device()`
+) -> FashionClassifier:
     "The shipped Fashion-MNIST classifier, loaded once per device, in eval mode and frozen."
     return _load_classifier(str(torch.device(device) if device is not None else get_device()))
 
 # %% ../nbs/lib/13_metrics.ipynb #c568e847
 class _ClassifierFeatures(nn.Module):
     "A classifier's `features` as a torchmetrics feature extractor: images in [0, 1] → [N, num_features]."
+
     def __init__(self, classifier):
         super().__init__()
         self.classifier, self.num_features = classifier, classifier.n_features
-    def forward(self, x): return self.classifier.features(x)
+
+    def forward(self, x):
+        return self.classifier.features(x)
+
 
 def _inception_fid(device):
-    try: import torch_fidelity  # noqa: F401
+    try:
+        import torch_fidelity  # noqa: F401
     except ImportError as e:
-        raise RuntimeError("features='inception' needs the torch-fidelity package, which is not installed: "
-                           "`pip install torch-fidelity` (it then downloads the Inception v3 weights once, which "
-                           "needs internet access). Offline, use features='fashion'.") from e
+        raise RuntimeError(
+            "features='inception' needs the torch-fidelity package, which is not installed: "
+            "`pip install torch-fidelity` (it then downloads the Inception v3 weights once, which "
+            "needs internet access). Offline, use features='fashion'."
+        ) from e
     from torchmetrics.image.fid import FrechetInceptionDistance
-    try: return FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False).to(device)
+
+    try:
+        return FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False).to(device)
     except Exception as e:
-        raise RuntimeError("features='inception' could not load the Inception v3 weights, which torch-fidelity "
-                           f"downloads on first use; are you offline? ({type(e).__name__}: {e}). "
-                           "Offline, use features='fashion'.") from e
+        raise RuntimeError(
+            "features='inception' could not load the Inception v3 weights, which torch-fidelity "
+            f"downloads on first use; are you offline? ({type(e).__name__}: {e}). "
+            "Offline, use features='fashion'."
+        ) from e
+
 
 def _fid_metric(features, classifier, device):
     "A torchmetrics FrechetInceptionDistance that keeps its real statistics across `reset()`."
-    if check_choice("features", features, ("fashion", "inception")) == "inception": return _inception_fid(device), True
+    if check_choice("features", features, ("fashion", "inception")) == "inception":
+        return _inception_fid(device), True
     from torchmetrics.image.fid import FrechetInceptionDistance
+
     classifier = fashion_classifier(device) if classifier is None else classifier
     extractor = _ClassifierFeatures(classifier)
     return FrechetInceptionDistance(feature=extractor, reset_real_features=False).to(device), False
@@ -248,49 +343,64 @@ def _fid_metric(features, classifier, device):
 # %% ../nbs/lib/13_metrics.ipynb #b7adb9ea
 class FID:
     "FID against a fixed real set: real statistics are computed once, then `fid(fake)` for each set of samples."
-    def __init__(self,
-                 real:torch.Tensor, # Real images [N, 1, 28|32, 28|32] in [0, 1], N >= 2 (a few thousand is better)
-                 features:str="fashion", # "fashion" (our classifier, offline) or "inception" (standard, downloads)
-                 classifier:nn.Module|None=None, # For features="fashion": any module with `features` and `n_features`
-                 batch_size:int=256, # Images per forward pass
-                 device=None, # Defaults to the classifier's device, or `get_device()`
-                ):
+
+    def __init__(
+        self,
+        real: torch.Tensor,  # Real images [N, 1, 28|32, 28|32] in [0, 1], N >= 2 (a few thousand is better)
+        features: str = "fashion",  # "fashion" (our classifier, offline) or "inception" (standard, downloads)
+        classifier: nn.Module | None = None,  # For features="fashion": any module with `features` and `n_features`
+        batch_size: int = 256,  # Images per forward pass
+        device=None,  # Defaults to the classifier's device, or `get_device()`
+    ):
         batch_size = check_int("batch_size", batch_size)
-        if classifier is not None and device is None: device = next(classifier.parameters()).device
+        if classifier is not None and device is None:
+            device = next(classifier.parameters()).device
         self.device = torch.device(device) if device is not None else get_device()
         self.features, self.batch_size = features, batch_size
         self.metric, self.rgb = _fid_metric(features, classifier, self.device)
         self.n_real = self._update(real, real=True)
 
-    def _update(self, images, real:bool)->int:
+    def _update(self, images, real: bool) -> int:
         n = len(images) if isinstance(images, torch.Tensor) else 0
-        if n < 2: raise ValueError(f"FID needs at least 2 {'real' if real else 'generated'} images, got "
-                                   f"{n if isinstance(images, torch.Tensor) else type(images).__name__}; "
-                                   "use a few thousand for a stable value")
+        if n < 2:
+            raise ValueError(
+                f"FID needs at least 2 {'real' if real else 'generated'} images, got "
+                f"{n if isinstance(images, torch.Tensor) else type(images).__name__}; "
+                "use a few thousand for a stable value"
+            )
         nf = 2048 if self.rgb else self.metric.inception.num_features
-        if n < nf: warnings.warn(f"FID from {n} images with {nf} features is strongly biased upwards; "
-                                 "compare only runs with the same number of images", stacklevel=3)
+        if n < nf:
+            warnings.warn(
+                f"FID from {n} images with {nf} features is strongly biased upwards; "
+                "compare only runs with the same number of images",
+                stacklevel=3,
+            )
         with torch.no_grad():
             for i in range(0, n, self.batch_size):
-                x = prepare_images(images[i:i + self.batch_size]).to(self.device)
+                x = prepare_images(images[i : i + self.batch_size]).to(self.device)
                 self.metric.update(x.expand(-1, 3, -1, -1) if self.rgb else x, real=real)
         return n
 
-    def __call__(self, fake:torch.Tensor, # Generated images [N, 1, 28|32, 28|32] in [0, 1], N >= 2
-                )->float:
+    def __call__(
+        self,
+        fake: torch.Tensor,  # Generated images [N, 1, 28|32, 28|32] in [0, 1], N >= 2
+    ) -> float:
         "FID between the real set and `fake` (lower is better; 0 for identical statistics)."
         self.metric.reset()  # drops the previous fake statistics, keeps the real ones
         self._update(fake, real=False)
         return max(self.metric.compute().item(), 0.0)
 
-    def __repr__(self): return f"FID(features={self.features!r}, n_real={self.n_real}, device={self.device})"
+    def __repr__(self):
+        return f"FID(features={self.features!r}, n_real={self.n_real}, device={self.device})"
 
-def fid(real:torch.Tensor, # Real images [N, 1, 28|32, 28|32] in [0, 1], N >= 2
-        fake:torch.Tensor, # Generated images, same format, N >= 2
-        features:str="fashion", # "fashion" (our classifier, offline) or "inception" (standard, downloads weights)
-        classifier:nn.Module|None=None, # For features="fashion": defaults to `fashion_classifier()`
-        batch_size:int=256, # Images per forward pass
-        device=None, # Defaults to `get_device()`
-       )->float:
+
+def fid(
+    real: torch.Tensor,  # Real images [N, 1, 28|32, 28|32] in [0, 1], N >= 2
+    fake: torch.Tensor,  # Generated images, same format, N >= 2
+    features: str = "fashion",  # "fashion" (our classifier, offline) or "inception" (standard, downloads weights)
+    classifier: nn.Module | None = None,  # For features="fashion": defaults to `fashion_classifier()`
+    batch_size: int = 256,  # Images per forward pass
+    device=None,  # Defaults to `get_device()`
+) -> float:
     "Fréchet distance between `real` and `fake` in the chosen feature space (lower is better)."
     return FID(real, features, classifier, batch_size, device)(fake)

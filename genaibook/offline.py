@@ -26,148 +26,206 @@ STANDIN_VERSION = "1"  # bump to rebuild every stand-in: it is part of each fake
 
 _FAMILIES = (standins_text, standins_vision, standins_diffusion, standins_audio)  # their STANDINS lists
 
-def registry()->dict[str, StandIn]:
+
+def registry() -> dict[str, StandIn]:
     "Every stand-in, by Hub id: the `STANDINS` lists of the family modules (`genaibook.standins_text`, ...)."
     return {entry.repo_id: entry for family in _FAMILIES for entry in family.STANDINS}
 
-def lookup(repo_id:str, # A Hub id, or one of its aliases (e.g. "gpt2")
-          )->StandIn|None:
+
+def lookup(
+    repo_id: str,  # A Hub id, or one of its aliases (e.g. "gpt2")
+) -> StandIn | None:
     "The stand-in of `repo_id` or of an id that has it as an alias, or None."
     return next((e for e in registry().values() if repo_id == e.repo_id or repo_id in e.aliases), None)
 
 # %% ../nbs/lib/05_offline.ipynb #cd7c8039
-def default_home()->Path:
+def default_home() -> Path:
     "The offline cache: `$GENAIBOOK_OFFLINE_HOME`, else `~/.cache/genaibook/hf`."
     return Path(os.environ.get("GENAIBOOK_OFFLINE_HOME") or "~/.cache/genaibook/hf").expanduser()
 
-def _cache_paths(home:str|Path)->tuple[Path, Path]:
+
+def _cache_paths(home: str | Path) -> tuple[Path, Path]:
     "HF_HOME -> (hub cache, datasets cache), as huggingface_hub and datasets derive them."
     home = Path(home).expanduser().resolve()
-    return home/"hub", home/"datasets"
+    return home / "hub", home / "datasets"
 
-def _revision_of(entry:StandIn, full_size:bool=False)->str:
+
+def _revision_of(entry: StandIn, full_size: bool = False) -> str:
     "A fake 40-hex commit hash that changes with `STANDIN_VERSION` and the builder's name (public or private alike)."
     builder = entry.builder(full_size).__name__.lstrip("_")
     return hashlib.sha1(f"genaibook-offline/{STANDIN_VERSION}/{entry.repo_id}/{builder}".encode()).hexdigest()
 
-def _hub_repo_dir(hub:Path, repo_id:str)->Path:
-    "Where huggingface_hub keeps a model repo."
-    return hub/("models--" + repo_id.replace("/", "--"))
 
-def _dataset_dir(datasets_cache:Path, repo_id:str)->Path:
+def _hub_repo_dir(hub: Path, repo_id: str) -> Path:
+    "Where huggingface_hub keeps a model repo."
+    return hub / ("models--" + repo_id.replace("/", "--"))
+
+
+def _dataset_dir(datasets_cache: Path, repo_id: str) -> Path:
     "Where datasets keeps a prepared dataset: '<namespace>___<snake_name>'."
     from datasets.naming import camelcase_to_snakecase
+
     *namespace, name = repo_id.split("/")
-    return datasets_cache/"___".join([*namespace, camelcase_to_snakecase(name)])
+    return datasets_cache / "___".join([*namespace, camelcase_to_snakecase(name)])
 
 # %% ../nbs/lib/05_offline.ipynb #6951efa4
-def use_offline_cache(home:str|Path|None=None, # The HF_HOME to use where none is set; default `default_home()`
-                     )->Path: # The HF_HOME in effect
+def use_offline_cache(
+    home: str | Path | None = None,  # The HF_HOME to use where none is set; default `default_home()`
+) -> Path:  # The HF_HOME in effect
     "Set `HF_HUB_OFFLINE=1` and `HF_HOME` where unset, so the Hugging Face libraries read the stand-in cache."
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HOME", str(Path(home).expanduser() if home else default_home()))
     in_effect = Path(os.environ["HF_HOME"]).expanduser()
     hub = sys.modules.get("huggingface_hub")
     if hub is not None and Path(hub.constants.HF_HOME).resolve() != in_effect.resolve():
-        raise RuntimeError(f"huggingface_hub was imported with HF_HOME={hub.constants.HF_HOME}, before "
-                           f"use_offline_cache() set {in_effect}: call it before importing transformers, diffusers "
-                           "or datasets")
+        raise RuntimeError(
+            f"huggingface_hub was imported with HF_HOME={hub.constants.HF_HOME}, before "
+            f"use_offline_cache() set {in_effect}: call it before importing transformers, diffusers "
+            "or datasets"
+        )
     return in_effect
 
 # %% ../nbs/lib/05_offline.ipynb #2520e544
-def _is_seeded(entry:StandIn, hub:Path, datasets_cache:Path, repo_id:str|None=None, full_size:bool|None=None)->bool:
+def _is_seeded(
+    entry: StandIn, hub: Path, datasets_cache: Path, repo_id: str | None = None, full_size: bool | None = None
+) -> bool:
     "Is `repo_id` (default: the entry's) in the cache, built by the current builder? `full_size=None` accepts either."
     repo_id = repo_id or entry.repo_id
     revs = {_revision_of(entry, f) for f in ((False, True) if full_size is None else (full_size,))}
     if entry.kind == "dataset":
         return any(any(_dataset_dir(datasets_cache, repo_id).glob(f"*/*/{rev}/dataset_info.json")) for rev in revs)
-    ref = _hub_repo_dir(hub, repo_id)/"refs"/"main"
+    ref = _hub_repo_dir(hub, repo_id) / "refs" / "main"
     rev = ref.read_text().strip() if ref.is_file() else None
-    snapshot = _hub_repo_dir(hub, repo_id)/"snapshots"/str(rev)
+    snapshot = _hub_repo_dir(hub, repo_id) / "snapshots" / str(rev)
     # a dangling link (the venv holding a real model moved) counts as not seeded
     return rev in revs and snapshot.is_dir() and all(p.exists() for p in snapshot.rglob("*"))
 
-def _replace_with_symlink(link:Path, target:Path):
-    if link.is_symlink(): link.unlink()
-    elif link.exists(): shutil.rmtree(link)
+
+def _replace_with_symlink(link: Path, target: Path):
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
     link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
 
-def _seed_model(entry:StandIn, hub:Path, full_size:bool=False):
+
+def _seed_model(entry: StandIn, hub: Path, full_size: bool = False):
     "Build into `snapshots/.tmp-<rev>`, rename it into place, then write `refs/main`, pinned refs and aliases."
     repo, rev = _hub_repo_dir(hub, entry.repo_id), _revision_of(entry, full_size)
-    tmp = repo/"snapshots"/f".tmp-{rev}"
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    tmp = repo / "snapshots" / f".tmp-{rev}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     entry.builder(full_size)(tmp, entry.repo_id)
-    for old in (repo/"snapshots").iterdir():
-        if old != tmp: shutil.rmtree(old)
-    tmp.rename(repo/"snapshots"/rev)
-    (repo/"refs").mkdir(exist_ok=True)
-    for ref in ("main", *entry.pinned): (repo/"refs"/ref).write_text(rev)
-    for alias in entry.aliases: _replace_with_symlink(_hub_repo_dir(hub, alias), repo)
+    for old in (repo / "snapshots").iterdir():
+        if old != tmp:
+            shutil.rmtree(old)
+    tmp.rename(repo / "snapshots" / rev)
+    (repo / "refs").mkdir(exist_ok=True)
+    for ref in ("main", *entry.pinned):
+        (repo / "refs" / ref).write_text(rev)
+    for alias in entry.aliases:
+        _replace_with_symlink(_hub_repo_dir(hub, alias), repo)
 
-def _write_prepared_dataset(datasets_cache:Path, repo_id:str, config_name:str, rev:str, dataset_dict)->Path:
+
+def _write_prepared_dataset(datasets_cache: Path, repo_id: str, config_name: str, rev: str, dataset_dict) -> Path:
     "Write a DatasetDict where `load_dataset(repo_id)` looks offline, using datasets' own builder to lay it out."
-    import datasets, pyarrow as pa
+    import datasets
+    import pyarrow as pa
     from datasets.builder import Key
+
     class Prepared(datasets.ArrowBasedBuilder):
-        def _info(self): return next(iter(dataset_dict.values())).info.copy()
+        def _info(self):
+            return next(iter(dataset_dict.values())).info.copy()
+
         def _split_generators(self, dl_manager):
-            return [datasets.SplitGenerator(name=s, gen_kwargs={"table": d.data.table}) for s, d in dataset_dict.items()]
+            return [
+                datasets.SplitGenerator(name=s, gen_kwargs={"table": d.data.table}) for s, d in dataset_dict.items()
+            ]
+
         def _generate_tables(self, table):
-            for i, batch in enumerate(table.to_batches(max_chunksize=10_000)): yield Key(0, i), pa.Table.from_batches([batch])
-    builder = Prepared(cache_dir=str(datasets_cache), dataset_name=repo_id.split("/")[-1], repo_id=repo_id,
-                       config_name=config_name, hash=rev)
+            for i, batch in enumerate(table.to_batches(max_chunksize=10_000)):
+                yield Key(0, i), pa.Table.from_batches([batch])
+
+    builder = Prepared(
+        cache_dir=str(datasets_cache),
+        dataset_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        config_name=config_name,
+        hash=rev,
+    )
     builder.download_and_prepare()
     return Path(builder.cache_dir)
 
-def _seed_dataset(entry:StandIn, datasets_cache:Path):
+
+def _seed_dataset(entry: StandIn, datasets_cache: Path):
     "Build a dataset stand-in into the prepared cache, with alias links."
     root = _dataset_dir(datasets_cache, entry.repo_id)
     shutil.rmtree(root, ignore_errors=True)
     config_name, dataset_dict = entry.build(entry.repo_id)
     _write_prepared_dataset(datasets_cache, entry.repo_id, config_name, _revision_of(entry), dataset_dict)
-    for alias in entry.aliases: _replace_with_symlink(_dataset_dir(datasets_cache, alias), root)
+    for alias in entry.aliases:
+        _replace_with_symlink(_dataset_dir(datasets_cache, alias), root)
 
 # %% ../nbs/lib/05_offline.ipynb #092cb4e8
-def seed(home:str|Path|None=None, # The HF_HOME to fill; default `default_home()`
-         ids:list[str]|None=None, # Only these ids (or aliases); default every registered stand-in
-         full_size:bool=False, # Use full-size twins where an entry has one (SmolLM-135M)
-         verbose:bool=True, # Print a line per built entry
-        )->dict: # {repo_id: seconds, "cached" or "failed: <reason>"}
+def seed(
+    home: str | Path | None = None,  # The HF_HOME to fill; default `default_home()`
+    ids: list[str] | None = None,  # Only these ids (or aliases); default every registered stand-in
+    full_size: bool = False,  # Use full-size twins where an entry has one (SmolLM-135M)
+    verbose: bool = True,  # Print a line per built entry
+) -> dict:  # {repo_id: seconds, "cached" or "failed: <reason>"}
     "Build the missing stand-ins under `home`, skipping those already there."
     from filelock import FileLock
+
     hub, datasets_cache = _cache_paths(home or default_home())
-    hub.mkdir(parents=True, exist_ok=True); datasets_cache.mkdir(parents=True, exist_ok=True)
+    hub.mkdir(parents=True, exist_ok=True)
+    datasets_cache.mkdir(parents=True, exist_ok=True)
     entries = [lookup(i) or _raise_missing(i) for i in ids] if ids else list(registry().values())
-    with FileLock(str(hub.parent/".genaibook-seed.lock")):
+    with FileLock(str(hub.parent / ".genaibook-seed.lock")):
         return {e.repo_id: _seed_one(e, hub, datasets_cache, full_size, verbose) for e in dict.fromkeys(entries)}
+
 
 @contextmanager
 def quiet_libraries():
     "Hide transformers' warnings and progress bars, and datasets' progress bars, inside the block; then restore them."
     import datasets
     from transformers.utils import logging as tf_logging
-    level, tf_bars, ds_bars = tf_logging.get_verbosity(), tf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
-    tf_logging.set_verbosity_error(); tf_logging.disable_progress_bar(); datasets.disable_progress_bars()
-    try: yield
+
+    level, tf_bars, ds_bars = (
+        tf_logging.get_verbosity(),
+        tf_logging.is_progress_bar_enabled(),
+        datasets.is_progress_bar_enabled(),
+    )
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
     finally:
         tf_logging.set_verbosity(level)
-        if tf_bars: tf_logging.enable_progress_bar()
-        if ds_bars: datasets.enable_progress_bars()
+        if tf_bars:
+            tf_logging.enable_progress_bar()
+        if ds_bars:
+            datasets.enable_progress_bars()
+
 
 def _seed_one(entry, hub, datasets_cache, full_size, verbose):
     names = (entry.repo_id, *entry.aliases)
-    if all(_is_seeded(entry, hub, datasets_cache, name, full_size) for name in names): return "cached"
+    if all(_is_seeded(entry, hub, datasets_cache, name, full_size) for name in names):
+        return "cached"
     start = time.perf_counter()
     try:
         with quiet_libraries():
-            if entry.kind == "model": _seed_model(entry, hub, full_size)
-            else: _seed_dataset(entry, datasets_cache)
+            if entry.kind == "model":
+                _seed_model(entry, hub, full_size)
+            else:
+                _seed_dataset(entry, datasets_cache)
     except FileNotFoundError as e:
-        if verbose: print(f"skipped {entry.repo_id}: {e}", file=sys.stderr)
+        if verbose:
+            print(f"skipped {entry.repo_id}: {e}", file=sys.stderr)
         return f"failed: {e}"
     seconds = round(time.perf_counter() - start, 2)
-    if verbose: print(f"seeded {entry.repo_id:55s} {'real' if entry.real else 'twin'}  {seconds:5.1f} s")
+    if verbose:
+        print(f"seeded {entry.repo_id:55s} {'real' if entry.real else 'twin'}  {seconds:5.1f} s")
     return seconds
 
 # %% ../nbs/lib/05_offline.ipynb #b7c1d2e4
@@ -175,54 +233,79 @@ def _twin_config(obj):
     "The config of a twin inside `obj` (a model, a pipeline, a diffusers pipeline or a config), or None."
     for candidate in (obj, getattr(obj, "model", None), getattr(obj, "unet", None), getattr(obj, "text_encoder", None)):
         config = getattr(candidate, "config", candidate)
-        if config is None: continue
+        if config is None:
+            continue
         marked = getattr(config, "genaibook_twin", None) or getattr(config, "_genaibook_twin", None)
-        if marked is None and isinstance(config, dict): marked = config.get("genaibook_twin") or config.get("_genaibook_twin")
-        if marked: return config
+        if marked is None and isinstance(config, dict):
+            marked = config.get("genaibook_twin") or config.get("_genaibook_twin")
+        if marked:
+            return config
     return None
+
 
 TWIN_NOTICE = "⚠ offline twin"  # how twin_notice's line starts; committed notebooks store no output that carries it
 
-def is_twin(obj)->bool:
+
+def is_twin(obj) -> bool:
     "Whether `obj` (a model, pipeline or config) is an offline twin with random weights."
     return _twin_config(obj) is not None
 
-def twin_notice(obj, # The model or pipeline whose output follows
-                what:str="output", # What it produced, for the message
-               )->bool: # True if a notice was printed
+
+def twin_notice(
+    obj,  # The model or pipeline whose output follows
+    what: str = "output",  # What it produced, for the message
+) -> bool:  # True if a notice was printed
     "Print a one-line warning when `obj` is an offline twin, so its output is never taken for the real model's."
     config = _twin_config(obj)
-    if config is None: return False
-    name = getattr(obj, "name_or_path", None) or getattr(getattr(obj, "model", None), "name_or_path", None) or getattr(config, "_name_or_path", "")
-    print(f"{TWIN_NOTICE}{f' of {name}' if name else ''}: random weights, so this {what} is not the real model's (see the expected result below)")
+    if config is None:
+        return False
+    name = (
+        getattr(obj, "name_or_path", None)
+        or getattr(getattr(obj, "model", None), "name_or_path", None)
+        or getattr(config, "_name_or_path", "")
+    )
+    print(
+        f"{TWIN_NOTICE}{f' of {name}' if name else ''}: random weights, "
+        f"so this {what} is not the real model's (see the expected result below)"
+    )
     return True
 
 # %% ../nbs/lib/05_offline.ipynb #a118bc8a
 class MissingStandIn(LookupError):
     "An offline load asked for something the stand-in cache does not have."
 
+
 _FAMILY_NOTEBOOKS = "nbs/lib/06a_standins_text, 06b_standins_vision, 06c_standins_diffusion or 06d_standins_audio"
 
-def _missing_message(repo_id:str, filename:str|None=None, home:str|Path|None=None)->str:
+
+def _missing_message(repo_id: str, filename: str | None = None, home: str | Path | None = None) -> str:
     "What is missing for `repo_id` offline, and what to do about it."
     home = Path(home or os.environ.get("HF_HOME") or default_home())
     entry = lookup(repo_id)
     if entry is None:
-        return (f"No offline stand-in for the Hub id '{repo_id}' (HF_HUB_OFFLINE=1, HF_HOME={home}). To add one, "
-                f"write a builder in the notebook of its family ({_FAMILY_NOTEBOOKS}), add StandIn('{repo_id}', ...) "
-                f"to that notebook's STANDINS list, run nbdev_export, then: genaibook_offline seed {home}. "
-                "Or go online: unset HF_HUB_OFFLINE.")
+        return (
+            f"No offline stand-in for the Hub id '{repo_id}' (HF_HUB_OFFLINE=1, HF_HOME={home}). To add one, "
+            f"write a builder in the notebook of its family ({_FAMILY_NOTEBOOKS}), add StandIn('{repo_id}', ...) "
+            f"to that notebook's STANDINS list, run nbdev_export, then: genaibook_offline seed {home}. "
+            "Or go online: unset HF_HUB_OFFLINE."
+        )
     if not _is_seeded(entry, *_cache_paths(home), repo_id):
         return f"'{repo_id}' has an offline stand-in that is not seeded in HF_HOME={home}. Run: genaibook_offline seed {home}"
-    return (f"The offline stand-in of '{repo_id}' ({'real' if entry.real else 'twin'}, in {home}) has no file '{filename}' for "
-            f"this call (another variant, subfolder or format?). Extend its builder {entry.build.__name__} in "
-            f"{entry.build.__module__}, then rename the builder (or bump STANDIN_VERSION) and re-seed.")
+    return (
+        f"The offline stand-in of '{repo_id}' ({'real' if entry.real else 'twin'}, in {home}) has no file '{filename}' for "
+        f"this call (another variant, subfolder or format?). Extend its builder {entry.build.__name__} in "
+        f"{entry.build.__module__}, then rename the builder (or bump STANDIN_VERSION) and re-seed."
+    )
 
-def _raise_missing(repo_id): raise MissingStandIn(_missing_message(repo_id))
 
-def require(*repo_ids:str, # Hub ids (or aliases) the code about to run loads
-            home:str|Path|None=None, # The HF_HOME to check; default `$HF_HOME`, else `default_home()`
-           ):
+def _raise_missing(repo_id):
+    raise MissingStandIn(_missing_message(repo_id))
+
+
+def require(
+    *repo_ids: str,  # Hub ids (or aliases) the code about to run loads
+    home: str | Path | None = None,  # The HF_HOME to check; default `$HF_HOME`, else `default_home()`
+):
     "Fail early, naming the id, when a stand-in is unknown or not seeded."
     hub, datasets_cache = _cache_paths(home or os.environ.get("HF_HOME") or default_home())
     for repo_id in repo_ids:
@@ -234,84 +317,126 @@ def require(*repo_ids:str, # Hub ids (or aliases) the code about to run loads
 _ID_NAMES = ("repo_id", "path_or_repo_id", "pretrained_model_name_or_path", "model_name_or_path", "path")
 _LIBRARIES = ("huggingface_hub", "transformers", "diffusers", "datasets", "sentence_transformers")
 
+
 def _exception_chain(exc):
     seen = set()
     while exc is not None and id(exc) not in seen:
-        seen.add(id(exc)); yield exc
+        seen.add(id(exc))
+        yield exc
         exc = exc.__cause__ or exc.__context__
 
-def _looks_like_hub_id(value:str)->bool:
+
+def _looks_like_hub_id(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value)) and not os.path.exists(value)
 
-def _requested_id(exc:BaseException)->tuple[str|None, str|None]:
+
+def _requested_id(exc: BaseException) -> tuple[str | None, str | None]:
     "(Hub id, file name) that a failed load asked for, read from the loading libraries' frames in its traceback."
     found_id = found_file = None
     for error in _exception_chain(exc):
         tb = error.__traceback__
         while tb is not None:
             frame, tb = tb.tb_frame, tb.tb_next
-            if frame.f_globals.get("__name__", "").split(".")[0] not in _LIBRARIES: continue  # never the caller's variables
+            if frame.f_globals.get("__name__", "").split(".")[0] not in _LIBRARIES:
+                continue  # never the caller's variables
             local = frame.f_locals
             ids = [local.get(n) for n in _ID_NAMES if isinstance(local.get(n), str)]
-            if found_id is None: found_id = next((v for v in ids if _looks_like_hub_id(v)), None)
-            if found_id in ids and isinstance(local.get("filename"), str): found_file = local["filename"]
+            if found_id is None:
+                found_id = next((v for v in ids if _looks_like_hub_id(v)), None)
+            if found_id in ids and isinstance(local.get("filename"), str):
+                found_file = local["filename"]
     return found_id, found_file
 
-def explain(exc:BaseException, # The error a failed load raised
-           )->BaseException:
+
+def explain(
+    exc: BaseException,  # The error a failed load raised
+) -> BaseException:
     "A `MissingStandIn` naming the id (and file) a failed offline load wanted, or `exc` itself if none is found."
     repo_id, filename = _requested_id(exc)
-    if repo_id is None: return exc
-    err = MissingStandIn(_missing_message(repo_id, filename)); err.__cause__ = exc
+    if repo_id is None:
+        return exc
+    err = MissingStandIn(_missing_message(repo_id, filename))
+    err.__cause__ = exc
     return err
+
 
 def install_error_hints():
     "Print `explain`'s hint after uncaught load errors, in IPython/Jupyter or in a plain script."
+
     def hint(exc):
         explained = explain(exc)
         return None if explained is exc else f"\n[genaibook offline] {explained}"
-    try: shell = get_ipython()  # noqa: F821 (defined inside IPython)
-    except NameError: shell = None
+
+    try:
+        shell = get_ipython()  # noqa: F821 (defined inside IPython)
+    except NameError:
+        shell = None
     if shell is not None:
+
         def handler(self, etype, value, tb, tb_offset=None):
             self.showtraceback((etype, value, tb), tb_offset=tb_offset)
-            if message := hint(value): print(message, file=sys.stderr)
+            if message := hint(value):
+                print(message, file=sys.stderr)
+
         shell.set_custom_exc((OSError, ConnectionError, ValueError), handler)
         return
     previous = sys.excepthook
+
     def excepthook(etype, value, tb):
         previous(etype, value, tb)
-        if message := hint(value): print(message, file=sys.stderr)
+        if message := hint(value):
+            print(message, file=sys.stderr)
+
     sys.excepthook = excepthook
 
 # %% ../nbs/lib/05_offline.ipynb #a368ef2c
 _STRING = r"""["']([^"'\s]+)["']"""
-_ID_PATTERNS = [re.compile(p) for p in (
-    r"from_pretrained\(\s*" + _STRING, r"load_dataset\(\s*" + _STRING, r"SentenceTransformer\(\s*" + _STRING,
-    r"pipeline\([^)]*?model\s*=\s*" + _STRING, r"hf_hub_download\([^)]*?repo_id\s*=\s*" + _STRING)]
+_ID_PATTERNS = [
+    re.compile(p)
+    for p in (
+        r"from_pretrained\(\s*" + _STRING,
+        r"load_dataset\(\s*" + _STRING,
+        r"SentenceTransformer\(\s*" + _STRING,
+        r"pipeline\([^)]*?model\s*=\s*" + _STRING,
+        r"hf_hub_download\([^)]*?repo_id\s*=\s*" + _STRING,
+    )
+]
 _BARE_PIPELINE = re.compile(r"pipeline\(\s*" + _STRING + r"\s*(?:,\s*(?:device|dtype|torch_dtype)\s*=[^,)]*)*\)")
 
-def _pipeline_default(task:str)->str|None:
+
+def _pipeline_default(task: str) -> str | None:
     "The Hub id transformers loads for `pipeline(task)` without a model (None if the task is unknown)."
     from transformers.pipelines import check_task
-    try: _, targeted, _ = check_task(task)
-    except KeyError: return None
+
+    try:
+        _, targeted, _ = check_task(task)
+    except KeyError:
+        return None
     default = targeted.get("default", {}).get("model")
-    if isinstance(default, dict): default = default.get("pt")  # transformers 4 keyed defaults by framework
+    if isinstance(default, dict):
+        default = default.get("pt")  # transformers 4 keyed defaults by framework
     return default[0] if default else None
 
-_LOCAL_TARGETS = [re.compile(p) for p in (r"save_pretrained\(\s*" + _STRING, r"save_to_disk\(\s*" + _STRING,
-                                          r"output_dir\s*=\s*" + _STRING)]
 
-def _not_hub_names(source:str)->set[str]:
+_LOCAL_TARGETS = [
+    re.compile(p)
+    for p in (r"save_pretrained\(\s*" + _STRING, r"save_to_disk\(\s*" + _STRING, r"output_dir\s*=\s*" + _STRING)
+]
+
+
+def _not_hub_names(source: str) -> set[str]:
     "Names that are local folders the code writes, or datasets' packaged builders (csv, json, imagefolder...)."
     from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
     return {m.group(1) for p in _LOCAL_TARGETS for m in p.finditer(source)} | set(_PACKAGED_DATASETS_MODULES)
+
 
 _OPT_OUT = "# no stand-in on purpose"  # a line with this comment is left out (e.g. a demo of the missing-id error)
 
-def hub_ids_in_source(source:str, # Python source, e.g. a notebook's code cells joined
-                     )->set[str]:
+
+def hub_ids_in_source(
+    source: str,  # Python source, e.g. a notebook's code cells joined
+) -> set[str]:
     "The Hub ids that code loads with the usual calls (string literals only)."
     source = "\n".join(line for line in source.splitlines() if _OPT_OUT not in line)
     ids = {m.group(1) for p in _ID_PATTERNS for m in p.finditer(source)}
@@ -323,10 +448,14 @@ def _print_registry():
     for e in registry().values():
         print(f"{e.repo_id:58s} {e.kind:8s} {'real' if e.real else 'twin'}  {', '.join(e.aliases):30s} {e.note}")
 
-def main(argv:list[str]|None=None, # The arguments (default: the command line's)
-        )->int: # The exit status: 1 if a stand-in could not be built
+
+def main(
+    argv: list[str] | None = None,  # The arguments (default: the command line's)
+) -> int:  # The exit status: 1 if a stand-in could not be built
     "`genaibook_offline seed [DIR] [IDS...]`, `genaibook_offline list`."
-    p = argparse.ArgumentParser(prog="genaibook_offline", description="Offline stand-ins for the Hugging Face Hub ids of the course.")
+    p = argparse.ArgumentParser(
+        prog="genaibook_offline", description="Offline stand-ins for the Hugging Face Hub ids of the course."
+    )
     commands = p.add_subparsers(dest="command", required=True)
     s = commands.add_parser("seed", help="fill DIR (default ~/.cache/genaibook/hf) with the stand-ins that are missing")
     s.add_argument("dir", nargs="?", help="the HF_HOME to fill")
@@ -334,10 +463,14 @@ def main(argv:list[str]|None=None, # The arguments (default: the command line's)
     s.add_argument("--full-size", action="store_true", help="full-size random twins where available (SmolLM-135M)")
     commands.add_parser("list", help="print the registry")
     a = p.parse_args(argv)
-    if a.command == "list": _print_registry(); return 0
+    if a.command == "list":
+        _print_registry()
+        return 0
     start, home = time.perf_counter(), Path(a.dir) if a.dir else default_home()
     report = seed(home, a.ids or None, full_size=a.full_size)
     failed = {k: v for k, v in report.items() if isinstance(v, str) and v.startswith("failed")}
-    print(f"{len(report) - len(failed)} stand-ins ready in {home} ({time.perf_counter() - start:.1f} s); "
-          f"use them with: export HF_HUB_OFFLINE=1 HF_HOME={home}")
+    print(
+        f"{len(report) - len(failed)} stand-ins ready in {home} ({time.perf_counter() - start:.1f} s); "
+        f"use them with: export HF_HUB_OFFLINE=1 HF_HOME={home}"
+    )
     return 1 if failed else 0

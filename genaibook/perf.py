@@ -14,38 +14,60 @@ import torch
 from .core import check_int, set_seed
 
 # %% ../nbs/lib/02_perf.ipynb #1a3876de
-def _time_cuda(run, device:torch.device)->tuple[float, float]:
+def _time_cuda(run, device: torch.device) -> tuple[float, float]:
     "Seconds and peak GB of `run()` on a CUDA device, measured with CUDA events."
     torch.cuda.reset_peak_memory_stats(device)
-    torch.cuda.empty_cache(); torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.synchronize(device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record(); run(); end.record()
+    start.record()
+    run()
+    end.record()
     torch.cuda.synchronize(device)
     return start.elapsed_time(end) * 1e-3, torch.cuda.max_memory_allocated(device) * 1e-9
 
-def _time_wall(run, device:torch.device)->tuple[float, None]:
+
+def _time_wall(run, device: torch.device) -> tuple[float, None]:
     "Seconds of `run()` by the wall clock (CPU, MPS); memory is not measured."
     sync = torch.mps.synchronize if device.type == "mps" else (lambda: None)
-    sync(); t0 = time.perf_counter(); run(); sync()
+    sync()
+    t0 = time.perf_counter()
+    run()
+    sync()
     return time.perf_counter() - t0, None
 
-def measure_latency_and_memory_use(pipeline, # Any callable: a transformers/diffusers pipeline or a model
-                                   inputs, # Passed to `pipeline` as its only argument
-                                   model_name:str, # Name used in the printed report
-                                   device, # Where `pipeline` runs: a torch.device or a string like "cuda"
-                                   nb_loops:int=50, # How many calls to average over
-                                  )->tuple[float, float|None]: # (seconds per call, peak GB or None off CUDA)
+
+def measure_latency_and_memory_use(
+    pipeline,  # Any callable: a transformers/diffusers pipeline or a model
+    inputs,  # Passed to `pipeline` as its only argument
+    model_name: str,  # Name used in the printed report
+    device,  # Where `pipeline` runs: a torch.device or a string like "cuda"
+    nb_loops: int = 50,  # How many calls to average over
+) -> tuple[float, float | None]:  # (seconds per call, peak GB or None off CUDA)
     "Time `pipeline(inputs)` over `nb_loops` seeded calls and report seconds per call and peak GPU memory."
-    if not callable(pipeline): raise TypeError(f"pipeline must be callable, got {type(pipeline).__name__}")
+    if not callable(pipeline):
+        raise TypeError(f"pipeline must be callable, got {type(pipeline).__name__}")
     nb_loops, device = check_int("nb_loops", nb_loops), torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device is CUDA but no CUDA GPU is visible: pass the device your pipeline runs on (get_device())")
+        raise RuntimeError(
+            "device is CUDA but no CUDA GPU is visible: pass the device your pipeline runs on (get_device())"
+        )
+
     def run():
-        for _ in range(nb_loops): set_seed(0); pipeline(inputs)
+        for _ in range(nb_loops):
+            set_seed(0)
+            pipeline(inputs)
+
     gc.collect()
     seconds, gb = (_time_cuda if device.type == "cuda" else _time_wall)(run, device)
     per_call = seconds / nb_loops
     print(f"{model_name} execution time: {per_call:.4f} seconds")
-    print(f"{model_name} max memory footprint: " + (f"{gb:.3f} GB" if gb is not None else
-          f"not measured on {device.type} (PyTorch reports peak memory on CUDA only)"))
+    print(
+        f"{model_name} max memory footprint: "
+        + (
+            f"{gb:.3f} GB"
+            if gb is not None
+            else f"not measured on {device.type} (PyTorch reports peak memory on CUDA only)"
+        )
+    )
     return per_call, gb

@@ -12,114 +12,163 @@ from dataclasses import asdict, dataclass, replace
 from .core import check_choice, check_int, run_mode
 
 # %% ../nbs/lib/18_recipes.ipynb #4a95b60f
-FASHION_UNET = dict(in_channels=1, out_channels=1, sample_size=32, block_out_channels=(16, 32, 64), layers_per_block=1,
-                    norm_num_groups=8, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3)
+FASHION_UNET = dict(
+    in_channels=1,
+    out_channels=1,
+    sample_size=32,
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    norm_num_groups=8,
+    down_block_types=("DownBlock2D",) * 3,
+    up_block_types=("UpBlock2D",) * 3,
+)
 
 # %% ../nbs/lib/18_recipes.ipynb #c05e9160
 OBJECTIVES = ("epsilon", "sample", "v_prediction")
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
 
+
 @dataclass(frozen=True)
 class DiffusionRecipe:
     "The settings of one diffusion training run, and the model and schedulers they describe."
-    name:str # Short name, also the checkpoint folder's: `run_dir(recipe.name)`
-    unet:dict # Arguments of diffusers' `UNet2DModel`
-    beta_schedule:str # The training noise schedule (a diffusers `beta_schedule` name)
-    objective:str # What the model predicts: "epsilon", "sample" or "v_prediction"
-    batch_size:int # Images per step
-    lr:float # Peak learning rate of AdamW
-    lr_schedule:str # "constant", "cosine" or "onecycle"
-    steps:int # Optimizer steps to train for
-    ema_decay:float|None=None # Sample from an EMA copy of the weights (None: no EMA)
-    adam_eps:float=1e-8 # AdamW's epsilon
-    class_dropout:float=0.0 # Fraction of labels replaced by `null_class` (for classifier-free guidance)
-    null_class:int|None=None # The label meaning "no class"; None: an unconditional model
-    sample_steps:int=25 # DDIM steps to sample with
-    measured:str="" # What this recipe was measured to reach, and on what
+
+    name: str  # Short name, also the checkpoint folder's: `run_dir(recipe.name)`
+    unet: dict  # Arguments of diffusers' `UNet2DModel`
+    beta_schedule: str  # The training noise schedule (a diffusers `beta_schedule` name)
+    objective: str  # What the model predicts: "epsilon", "sample" or "v_prediction"
+    batch_size: int  # Images per step
+    lr: float  # Peak learning rate of AdamW
+    lr_schedule: str  # "constant", "cosine" or "onecycle"
+    steps: int  # Optimizer steps to train for
+    ema_decay: float | None = None  # Sample from an EMA copy of the weights (None: no EMA)
+    adam_eps: float = 1e-8  # AdamW's epsilon
+    class_dropout: float = 0.0  # Fraction of labels replaced by `null_class` (for classifier-free guidance)
+    null_class: int | None = None  # The label meaning "no class"; None: an unconditional model
+    sample_steps: int = 25  # DDIM steps to sample with
+    measured: str = ""  # What this recipe was measured to reach, and on what
 
     def __post_init__(self):
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for name in ("batch_size", "steps", "sample_steps"): check_int(name, getattr(self, name))
+        for name in ("batch_size", "steps", "sample_steps"):
+            check_int(name, getattr(self, name))
         if (self.null_class is None) != (self.unet.get("num_class_embeds") is None):
-            raise ValueError("a class-conditioned recipe needs both unet['num_class_embeds'] and null_class "
-                             "(the extra embedding that means 'no class'), an unconditional one neither")
+            raise ValueError(
+                "a class-conditioned recipe needs both unet['num_class_embeds'] and null_class "
+                "(the extra embedding that means 'no class'), an unconditional one neither"
+            )
 
     @property
-    def class_conditional(self)->bool:
+    def class_conditional(self) -> bool:
         "Whether the model takes class labels."
         return self.null_class is not None
 
-    def make_unet(self, seed:int=0): # A freshly initialised `UNet2DModel`
+    def make_unet(self, seed: int = 0):  # A freshly initialised `UNet2DModel`
         "The recipe's UNet, initialised from `seed`."
         import torch
         from diffusers import UNet2DModel
+
         torch.manual_seed(seed)
         return UNet2DModel(**self.unet)
 
-    def make_train_scheduler(self): # A diffusers `DDPMScheduler`
+    def make_train_scheduler(self):  # A diffusers `DDPMScheduler`
         "The 1,000-step DDPM noise schedule the model is trained with."
         from diffusers import DDPMScheduler
+
         return DDPMScheduler(num_train_timesteps=1000, beta_schedule=self.beta_schedule, prediction_type=self.objective)
 
-    def make_sampler(self): # A diffusers `DDIMScheduler`
+    def make_sampler(self):  # A diffusers `DDIMScheduler`
         "A DDIM scheduler with the training schedule, without x̂0 clipping, for `sample_steps` steps."
         from diffusers import DDIMScheduler
+
         return DDIMScheduler.from_config(self.make_train_scheduler().config, clip_sample=False)
 
-    def for_tests(self)->"DiffusionRecipe":
+    def for_tests(self) -> "DiffusionRecipe":
         "The same recipe at the test scale: 4 steps of 8 images, sampled in 2 steps."
         return replace(self, steps=4, batch_size=8, sample_steps=2)
 
-    def summary(self)->dict:
+    def summary(self) -> dict:
         "The settings as a flat dict, for printing and for bench results."
         return {k: v for k, v in asdict(self).items() if k != "measured"}
 
 # %% ../nbs/lib/18_recipes.ipynb #04feb196
 CH4_CPU = DiffusionRecipe(
-    name="ch4-cpu", unet=FASHION_UNET, beta_schedule="squaredcos_cap_v2", objective="v_prediction", batch_size=64,
-    lr=3e-3, lr_schedule="onecycle", steps=1000, ema_decay=0.999,
+    name="ch4-cpu",
+    unet=FASHION_UNET,
+    beta_schedule="squaredcos_cap_v2",
+    objective="v_prediction",
+    batch_size=64,
+    lr=3e-3,
+    lr_schedule="onecycle",
+    steps=1000,
+    ema_decay=0.999,
     measured="FID 37.7 on the classifier's features (500 samples, 25 DDIM steps without clipping; real train vs "
-             "real test images: 5.0) after 1,000 steps; bench/quality_vs_time.py: FID 97.4/57.2/31.5/21.7 (500 "
-             "samples, 50 DDIM steps) after 2/4/8/14 minutes of one CPU core")
+    "real test images: 5.0) after 1,000 steps; bench/quality_vs_time.py: FID 97.4/57.2/31.5/21.7 (500 "
+    "samples, 50 DDIM steps) after 2/4/8/14 minutes of one CPU core",
+)
 
 CH5_CPU = DiffusionRecipe(
-    name="ch5-cpu", unet={**FASHION_UNET, "num_class_embeds": 11}, beta_schedule="squaredcos_cap_v2",
-    objective="v_prediction", batch_size=64, lr=3e-3, lr_schedule="onecycle", steps=1200, ema_decay=0.999,
-    adam_eps=1e-5, class_dropout=0.1, null_class=10,
+    name="ch5-cpu",
+    unet={**FASHION_UNET, "num_class_embeds": 11},
+    beta_schedule="squaredcos_cap_v2",
+    objective="v_prediction",
+    batch_size=64,
+    lr=3e-3,
+    lr_schedule="onecycle",
+    steps=1200,
+    ema_decay=0.999,
+    adam_eps=1e-5,
+    class_dropout=0.1,
+    null_class=10,
     measured="class accuracy 74.0/93.0/96.5/98.5% at guidance 1/2/3/5 (25 DDIM steps, 20 samples per class; "
-             "real test images 91%) after 1,200 steps")
+    "real test images 91%) after 1,200 steps",
+)
 
 RECIPES = {r.name: r for r in (CH4_CPU, CH5_CPU)}
 
-def cpu_recipe(name:str, # A key of `RECIPES`, e.g. "ch5-cpu"
-              )->DiffusionRecipe:
+
+def cpu_recipe(
+    name: str,  # A key of `RECIPES`, e.g. "ch5-cpu"
+) -> DiffusionRecipe:
     "The named CPU recipe, at the test scale under the test suite (`run_mode()` 'tiny')."
     recipe = RECIPES[check_choice("recipe name", name, tuple(RECIPES))]
     return recipe.for_tests() if run_mode() == "tiny" else recipe
 
 # %% ../nbs/lib/18_recipes.ipynb #3e0ed536
-def fashion_mnist_32(split:str="train", # "train" (60,000 images) or "test" (10,000)
-                     labels:bool=True, # Also return each image's class label
-                    ): # A 🤗 dataset whose items are {"images": [1, 32, 32] in [-1, 1], "labels": int}
+def fashion_mnist_32(
+    split: str = "train",  # "train" (60,000 images) or "test" (10,000)
+    labels: bool = True,  # Also return each image's class label
+):  # A 🤗 dataset whose items are {"images": [1, 32, 32] in [-1, 1], "labels": int}
     "The real Fashion-MNIST `split`, flipped at random, padded to 32×32 and scaled to [-1, 1]."
     from datasets import load_dataset
     from torchvision import transforms
+
     check_choice("split", split, ("train", "test"))
-    preprocess = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Pad(2),
-                                     transforms.Normalize([0.5], [0.5])])
+    preprocess = transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Pad(2),
+            transforms.Normalize([0.5], [0.5]),
+        ]
+    )
+
     def transform(examples):
         out = {"images": [preprocess(image) for image in examples["image"]]}
-        if labels: out["labels"] = examples["label"]
+        if labels:
+            out["labels"] = examples["label"]
         return out
+
     return load_dataset("zalando-datasets/fashion_mnist", split=split).with_transform(transform)
 
 # %% ../nbs/lib/18_recipes.ipynb #b3272ef9
-def fashion_mnist_32_tensors(split:str="train", # "train" or "test"
-                             n:int|None=None, # Keep the first `n` images; None keeps all
-                            ): # (images [N, 1, 32, 32] in [-1, 1], labels [N])
+def fashion_mnist_32_tensors(
+    split: str = "train",  # "train" or "test"
+    n: int | None = None,  # Keep the first `n` images; None keeps all
+):  # (images [N, 1, 32, 32] in [-1, 1], labels [N])
     "The real Fashion-MNIST `split` as tensors, padded to 32×32 with the background value and scaled to [-1, 1]."
     import torch.nn.functional as F
     from genaibook.metrics import load_fashion_mnist_tensors
+
     images, labels = load_fashion_mnist_tensors(split, n=n)
     return F.pad(images, (2, 2, 2, 2)) * 2 - 1, labels

@@ -14,108 +14,136 @@ from tqdm.auto import tqdm
 from .schedulers import pred_x0_and_eps, randn
 
 # %% ../nbs/lib/11_sampling.ipynb #8e04621a
-def model_output(model, # Called as model(x, t) or model(x, t, class_labels=...)
-                 x:torch.Tensor, # The model input [B, C, H, W]
-                 t, # Timesteps
-                 class_labels:torch.Tensor|None=None, # [B] labels, or None to call the model without them
-                )->torch.Tensor: # The prediction [B, C, H, W]
+def model_output(
+    model,  # Called as model(x, t) or model(x, t, class_labels=...)
+    x: torch.Tensor,  # The model input [B, C, H, W]
+    t,  # Timesteps
+    class_labels: torch.Tensor | None = None,  # [B] labels, or None to call the model without them
+) -> torch.Tensor:  # The prediction [B, C, H, W]
     "Call the model and return its prediction: a tensor, a diffusers output's `.sample`, or a tuple's first item."
     out = model(x, t) if class_labels is None else model(x, t, class_labels=class_labels)
-    if isinstance(out, torch.Tensor): return out
-    if hasattr(out, "sample"): return out.sample
-    if isinstance(out, (tuple, list)): return out[0]
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "sample"):
+        return out.sample
+    if isinstance(out, (tuple, list)):
+        return out[0]
     raise TypeError(f"The model returned a {type(out).__name__}: expected a tensor or an object with .sample")
 
-def _sample_shape(model, shape)->tuple: # (B, C, H, W)
+
+def _sample_shape(model, shape) -> tuple:  # (B, C, H, W)
     "A full shape, from `shape` itself or from a number of images and the model's config."
-    if not isinstance(shape, int): return tuple(shape)
+    if not isinstance(shape, int):
+        return tuple(shape)
     cfg = getattr(model, "config", None)
     size, channels = getattr(cfg, "sample_size", None), getattr(cfg, "in_channels", None)
     if size is None or channels is None:
-        raise ValueError(f"Cannot tell the image size of a {type(model).__name__} (no config.sample_size/in_channels): "
-                         "pass a full shape such as (8, 1, 32, 32) instead of a number of images")
+        raise ValueError(
+            f"Cannot tell the image size of a {type(model).__name__} (no config.sample_size/in_channels): "
+            "pass a full shape such as (8, 1, 32, 32) instead of a number of images"
+        )
     return (shape, channels, *((size, size) if isinstance(size, int) else size))
 
-def _device_dtype(model, device)->tuple[torch.device, torch.dtype]:
+
+def _device_dtype(model, device) -> tuple[torch.device, torch.dtype]:
     "Where and in which dtype to sample: the model's, unless `device` says otherwise."
     p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    if device is None: device = p.device if p is not None else "cpu"
+    if device is None:
+        device = p.device if p is not None else "cpu"
     return torch.device(device), p.dtype if p is not None and p.is_floating_point() else torch.float32
 
 # %% ../nbs/lib/11_sampling.ipynb #f1d94562
-def _labels(class_labels, n:int, device, guidance_scale:float, uncond_label)->torch.Tensor|None: # [n] or None
+def _labels(class_labels, n: int, device, guidance_scale: float, uncond_label) -> torch.Tensor | None:  # [n] or None
     "Check and broadcast the class labels; say what is missing for guidance."
     if class_labels is None:
-        if guidance_scale != 1: raise ValueError("guidance_scale != 1 needs class_labels: classifier-free guidance "
-                                                 "compares the conditional and unconditional predictions")
+        if guidance_scale != 1:
+            raise ValueError(
+                "guidance_scale != 1 needs class_labels: classifier-free guidance "
+                "compares the conditional and unconditional predictions"
+            )
         return None
     labels = torch.as_tensor(class_labels, device=device).long()
-    if labels.ndim == 0: labels = labels.expand(n)
-    if labels.shape != (n,): raise ValueError(f"class_labels has shape {tuple(labels.shape)} but there are {n} images: "
-                                              "give one label per image (or a single label for all)")
+    if labels.ndim == 0:
+        labels = labels.expand(n)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"class_labels has shape {tuple(labels.shape)} but there are {n} images: "
+            "give one label per image (or a single label for all)"
+        )
     if guidance_scale != 1 and uncond_label is None:
-        raise ValueError(f"guidance_scale={guidance_scale} needs uncond_label, the label the model was trained with "
-                         "for 'no class' (e.g. 10 for 10 classes); or use guidance_scale=1")
+        raise ValueError(
+            f"guidance_scale={guidance_scale} needs uncond_label, the label the model was trained with "
+            "for 'no class' (e.g. 10 for 10 classes); or use guidance_scale=1"
+        )
     return labels
 
 # %% ../nbs/lib/11_sampling.ipynb #93671c63
-def predict(model, # The denoiser
-            x:torch.Tensor, # The model input [B, C, H, W] (already scaled by the scheduler)
-            t, # The current timestep
-            labels:torch.Tensor|None=None, # [B] class labels, or None for an unconditional model
-            guidance_scale:float=1.0, # Classifier-free guidance scale w
-            uncond_label:int|None=None, # The "no class" label, needed when w != 1
-           )->torch.Tensor: # The (guided) prediction [B, C, H, W]
+def predict(
+    model,  # The denoiser
+    x: torch.Tensor,  # The model input [B, C, H, W] (already scaled by the scheduler)
+    t,  # The current timestep
+    labels: torch.Tensor | None = None,  # [B] class labels, or None for an unconditional model
+    guidance_scale: float = 1.0,  # Classifier-free guidance scale w
+    uncond_label: int | None = None,  # The "no class" label, needed when w != 1
+) -> torch.Tensor:  # The (guided) prediction [B, C, H, W]
     "The model's prediction at (x, t), with classifier-free guidance when `guidance_scale` != 1."
     t = torch.as_tensor(t, device=x.device)
-    if labels is None: return model_output(model, x, t.expand(len(x)))
-    if guidance_scale == 1: return model_output(model, x, t.expand(len(x)), labels)
+    if labels is None:
+        return model_output(model, x, t.expand(len(x)))
+    if guidance_scale == 1:
+        return model_output(model, x, t.expand(len(x)), labels)
     both = torch.cat([torch.full_like(labels, uncond_label), labels])  # [2B]: unconditional first
     out_uncond, out_cond = model_output(model, torch.cat([x, x]), t.expand(2 * len(x)), both).chunk(2)
     return out_uncond + guidance_scale * (out_cond - out_uncond)
 
 # %% ../nbs/lib/11_sampling.ipynb #7f719727
-def guide(x:torch.Tensor, # x_t [B, C, H, W]
-          model_output:torch.Tensor, # The model's prediction at x_t (held fixed)
-          t, # The current timestep
-          scheduler, # A scheduler with `alphas_cumprod` and `config.prediction_type`
-          guidance_fn, # Maps the predicted clean images [B, C, H, W] in [-1, 1] to a scalar loss
-          guidance_strength:float, # Step size s
-         )->torch.Tensor: # The nudged x_t
+def guide(
+    x: torch.Tensor,  # x_t [B, C, H, W]
+    model_output: torch.Tensor,  # The model's prediction at x_t (held fixed)
+    t,  # The current timestep
+    scheduler,  # A scheduler with `alphas_cumprod` and `config.prediction_type`
+    guidance_fn,  # Maps the predicted clean images [B, C, H, W] in [-1, 1] to a scalar loss
+    guidance_strength: float,  # Step size s
+) -> torch.Tensor:  # The nudged x_t
     "Move x_t down the gradient of `guidance_fn(x̂_0)`."
     abar = getattr(scheduler, "alphas_cumprod", None)
     if abar is None or hasattr(scheduler, "sigmas"):
-        raise ValueError(f"guidance_fn needs a scheduler parameterised by alphas_cumprod (DDPM, DDIM, ...), not {type(scheduler).__name__}")
+        raise ValueError(
+            f"guidance_fn needs a scheduler parameterised by alphas_cumprod (DDPM, DDIM, ...), not {type(scheduler).__name__}"
+        )
     with torch.enable_grad():
         x = x.detach().requires_grad_()
         x0, _ = pred_x0_and_eps(model_output.detach(), x, abar[int(t)].to(x.device), scheduler.config.prediction_type)
-        grad, = torch.autograd.grad(guidance_fn(x0), x)
+        (grad,) = torch.autograd.grad(guidance_fn(x0), x)
     return x.detach() - guidance_strength * grad
 
 # %% ../nbs/lib/11_sampling.ipynb #0d9d3599
-def accepted_step_kwargs(scheduler, # Any scheduler with a `step` method
-                         **kwargs, # Optional `step` arguments, e.g. generator=..., eta=...
-                        )->dict:
+def accepted_step_kwargs(
+    scheduler,  # Any scheduler with a `step` method
+    **kwargs,  # Optional `step` arguments, e.g. generator=..., eta=...
+) -> dict:
     "The `kwargs` this scheduler's `step` accepts (PNDM's takes no generator, only DDIM's takes eta)."
     accepted = inspect.signature(scheduler.step).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}
 
-def sample(model, # Called as model(x, t) or model(x, t, class_labels=...)
-           scheduler, # Any scheduler with diffusers' interface
-           shape, # Full shape (B, C, H, W), or a number of images for a model with a config
-           *,
-           num_inference_steps:int|None=None, # Steps; None: the scheduler's current setting, else all training steps
-           class_labels=None, # One label per image [B], or a single label
-           guidance_scale:float=1.0, # Classifier-free guidance scale (needs `uncond_label` when != 1)
-           uncond_label:int|None=None, # The label that means "no class"
-           guidance_fn=None, # Optional loss on the predicted clean images, to steer sampling
-           guidance_strength:float=0.0, # Step size of the gradient guidance
-           generator:torch.Generator|None=None, # Seeded generator, for the start noise and the steps' noise
-           device=None, # Where to sample; default: the model's device
-           progress:bool=True, # Show a progress bar
-           callback=None, # Called as callback(i, t, step_output) after every step
-           step_kwargs:dict|None=None, # Extra arguments for scheduler.step, e.g. {"eta": 1.0} for DDIM
-          )->torch.Tensor: # Images [B, C, H, W] in [-1, 1]
+
+def sample(
+    model,  # Called as model(x, t) or model(x, t, class_labels=...)
+    scheduler,  # Any scheduler with diffusers' interface
+    shape,  # Full shape (B, C, H, W), or a number of images for a model with a config
+    *,
+    num_inference_steps: int | None = None,  # Steps; None: the scheduler's current setting, else all training steps
+    class_labels=None,  # One label per image [B], or a single label
+    guidance_scale: float = 1.0,  # Classifier-free guidance scale (needs `uncond_label` when != 1)
+    uncond_label: int | None = None,  # The label that means "no class"
+    guidance_fn=None,  # Optional loss on the predicted clean images, to steer sampling
+    guidance_strength: float = 0.0,  # Step size of the gradient guidance
+    generator: torch.Generator | None = None,  # Seeded generator, for the start noise and the steps' noise
+    device=None,  # Where to sample; default: the model's device
+    progress: bool = True,  # Show a progress bar
+    callback=None,  # Called as callback(i, t, step_output) after every step
+    step_kwargs: dict | None = None,  # Extra arguments for scheduler.step, e.g. {"eta": 1.0} for DDIM
+) -> torch.Tensor:  # Images [B, C, H, W] in [-1, 1]
     "Generate images by running `scheduler`'s reverse process with `model`."
     device, dtype = _device_dtype(model, device)
     shape = _sample_shape(model, shape)
@@ -123,28 +151,36 @@ def sample(model, # Called as model(x, t) or model(x, t, class_labels=...)
     n = num_inference_steps or getattr(scheduler, "num_inference_steps", None) or scheduler.config.num_train_timesteps
     scheduler.set_timesteps(n)
     x = randn(shape, generator, device, dtype) * scheduler.init_noise_sigma
-    kwargs, was_training = {**accepted_step_kwargs(scheduler, generator=generator), **(step_kwargs or {})}, getattr(model, "training", False)
-    if isinstance(model, torch.nn.Module): model.eval()
+    kwargs, was_training = (
+        {**accepted_step_kwargs(scheduler, generator=generator), **(step_kwargs or {})},
+        getattr(model, "training", False),
+    )
+    if isinstance(model, torch.nn.Module):
+        model.eval()
     try:
         with torch.no_grad() if guidance_fn is not None else torch.inference_mode():
             for i, t in enumerate(tqdm(scheduler.timesteps, leave=False, disable=not progress)):
                 out = predict(model, scheduler.scale_model_input(x, t), t, labels, guidance_scale, uncond_label)
-                if guidance_fn is not None: x = guide(x, out, t, scheduler, guidance_fn, guidance_strength)
+                if guidance_fn is not None:
+                    x = guide(x, out, t, scheduler, guidance_fn, guidance_strength)
                 step = scheduler.step(out, t, x, **kwargs)
                 x = step.prev_sample
-                if callback is not None: callback(i, t, step)
+                if callback is not None:
+                    callback(i, t, step)
     finally:
-        if was_training: model.train()
+        if was_training:
+            model.train()
     return x.clip(-1, 1)
 
 # %% ../nbs/lib/11_sampling.ipynb #2e4d31f0
-def generate_from_class(model, # A class-conditional denoiser
-                        scheduler, # Any scheduler with diffusers' interface
-                        class_id:int, # The class to generate
-                        n_samples:int=8, # How many images
-                        image_shape:tuple|None=None, # (C, H, W), for models without config.sample_size/in_channels
-                        **sample_kwargs, # Passed to `sample` (num_inference_steps, generator, guidance_scale, ...)
-                       )->torch.Tensor: # [n_samples, C, H, W] in [0, 1]
+def generate_from_class(
+    model,  # A class-conditional denoiser
+    scheduler,  # Any scheduler with diffusers' interface
+    class_id: int,  # The class to generate
+    n_samples: int = 8,  # How many images
+    image_shape: tuple | None = None,  # (C, H, W), for models without config.sample_size/in_channels
+    **sample_kwargs,  # Passed to `sample` (num_inference_steps, generator, guidance_scale, ...)
+) -> torch.Tensor:  # [n_samples, C, H, W] in [0, 1]
     "Sample `n_samples` images of class `class_id`, ready to show."
     shape = n_samples if image_shape is None else (n_samples, *image_shape)
     return sample(model, scheduler, shape, class_labels=torch.full((n_samples,), class_id), **sample_kwargs) * 0.5 + 0.5

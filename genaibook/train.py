@@ -28,57 +28,77 @@ from .core import get_device, run_mode
 # %% ../nbs/lib/08_train.ipynb #1a15471d
 class ResumableSampler(Sampler):
     "Shuffled (or sequential) indices whose order depends only on `seed` and the epoch, and which can start mid-epoch."
-    def __init__(self, n:int, # Number of examples in the dataset
-                 shuffle:bool=True, # Draw a new permutation each epoch; False keeps 0..n-1
-                 seed:int=0, # Base seed: epoch `e` uses `seed + e`
-                ):
-        if n < 1: raise ValueError(f"ResumableSampler needs a non-empty dataset, got n={n}")
+
+    def __init__(
+        self,
+        n: int,  # Number of examples in the dataset
+        shuffle: bool = True,  # Draw a new permutation each epoch; False keeps 0..n-1
+        seed: int = 0,  # Base seed: epoch `e` uses `seed + e`
+    ):
+        if n < 1:
+            raise ValueError(f"ResumableSampler needs a non-empty dataset, got n={n}")
         self.n, self.shuffle, self.seed, self.epoch, self.start = n, shuffle, seed, 0, 0
 
-    def set_epoch(self, epoch:int, start:int=0):
+    def set_epoch(self, epoch: int, start: int = 0):
         "Visit epoch `epoch`'s order, skipping its first `start` indices (once)."
         self.epoch, self.start = epoch, start
 
-    def order(self, epoch:int)->torch.Tensor:
+    def order(self, epoch: int) -> torch.Tensor:
         "The full index order of `epoch`."
-        if not self.shuffle: return torch.arange(self.n)
+        if not self.shuffle:
+            return torch.arange(self.n)
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
 
     def __iter__(self):
-        idx, self.start = self.order(self.epoch)[self.start:], 0
+        idx, self.start = self.order(self.epoch)[self.start :], 0
         return iter(idx.tolist())
 
-    def __len__(self): return self.n
+    def __len__(self):
+        return self.n
 
 # %% ../nbs/lib/08_train.ipynb #c74bf381
-def make_dataloader(dataset, # Anything with `__len__` and `__getitem__`, e.g. a 🤗 dataset with a transform
-                    batch_size:int, # Examples per batch
-                    shuffle:bool=True, # Shuffle each epoch (with a `ResumableSampler`)
-                    seed:int=0, # Seed of the data order
-                    drop_last:bool=False, # Drop the last incomplete batch
-                    **kwargs, # Passed to `DataLoader` (num_workers, collate_fn, pin_memory...)
-                   )->DataLoader:
+def make_dataloader(
+    dataset,  # Anything with `__len__` and `__getitem__`, e.g. a 🤗 dataset with a transform
+    batch_size: int,  # Examples per batch
+    shuffle: bool = True,  # Shuffle each epoch (with a `ResumableSampler`)
+    seed: int = 0,  # Seed of the data order
+    drop_last: bool = False,  # Drop the last incomplete batch
+    **kwargs,  # Passed to `DataLoader` (num_workers, collate_fn, pin_memory...)
+) -> DataLoader:
     "A `DataLoader` whose order a `Learner` can resume exactly, and which leaves the global RNG alone."
-    if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed)
     # A private generator: DataLoader otherwise draws a worker seed from the global RNG at every epoch.
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed), **kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),
+        **kwargs,
+    )
 
 # %% ../nbs/lib/08_train.ipynb #5dda42cc
 def to_device(batch, device):
     "Move every tensor in `batch` (possibly nested in dicts, lists, tuples) to `device`."
-    if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict): return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def split_batch(batch, # An image tensor, an (images, labels, ...) tuple or list, or a dict
-                image_key:str|None=None, # The images' key in a dict; None: "image", "images" or "pixel_values"
-                label_key:str|None=None, # The labels' key in a dict; None: no labels (also for tuples)
-               )->tuple: # (images, labels or None)
+
+def split_batch(
+    batch,  # An image tensor, an (images, labels, ...) tuple or list, or a dict
+    image_key: str | None = None,  # The images' key in a dict; None: "image", "images" or "pixel_values"
+    label_key: str | None = None,  # The labels' key in a dict; None: no labels (also for tuples)
+) -> tuple:  # (images, labels or None)
     "The images and labels in a batch, in any of the forms the course's datasets produce."
-    if isinstance(batch, torch.Tensor): return batch, None
+    if isinstance(batch, torch.Tensor):
+        return batch, None
     if isinstance(batch, dict):
         keys = (image_key,) if image_key else ("image", "images", "pixel_values")
         key = next((k for k in keys if k in batch), None)
@@ -86,153 +106,210 @@ def split_batch(batch, # An image tensor, an (images, labels, ...) tuple or list
             nor = f" (nor {', '.join(map(repr, keys[1:]))})" if len(keys) > 1 else ""
             raise KeyError(f"the batch has no {keys[0]!r} key{nor}; its keys are {sorted(batch)}: set image_key=")
         return batch[key], batch.get(label_key) if label_key else None
-    if isinstance(batch, (list, tuple)) and batch: return batch[0], (batch[1] if len(batch) > 1 and label_key else None)
-    raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}: "
-                    "a batch must be a dict, a tuple or a tensor of images")
-
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0], (batch[1] if len(batch) > 1 and label_key else None)
+    raise TypeError(
+        f"cannot find images in a batch of type {type(batch).__name__}: "
+        "a batch must be a dict, a tuple or a tensor of images"
+    )
 
 # %% ../nbs/lib/08_train.ipynb #274df9f5
 class EMA:
     "A frozen copy of `model` whose weights follow an exponential moving average of the live ones."
-    def __init__(self, model:nn.Module, # The model being trained
-                 decay:float=0.999, # Final decay; the effective decay warms up from 0.1
-                ):
-        if not 0 < decay < 1: raise ValueError(f"EMA decay must be between 0 and 1 (e.g. 0.999), got {decay}")
+
+    def __init__(
+        self,
+        model: nn.Module,  # The model being trained
+        decay: float = 0.999,  # Final decay; the effective decay warms up from 0.1
+    ):
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay must be between 0 and 1 (e.g. 0.999), got {decay}")
         self.decay, self.updates = decay, 0
         self.model = deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model:nn.Module):
+    def update(self, model: nn.Module):
         "Move the averaged weights one step towards `model`'s."
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.model.parameters(), model.parameters()): e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers()): e.copy_(b)
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
 
-    def state_dict(self): return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+
     def load_state_dict(self, sd):
-        self.model.load_state_dict(sd["model"]); self.updates, self.decay = sd["updates"], sd["decay"]
+        self.model.load_state_dict(sd["model"])
+        self.updates, self.decay = sd["updates"], sd["decay"]
 
 # %% ../nbs/lib/08_train.ipynb #8992585e
-def cosine_schedule(warmup:float=0.05, # Fraction of the steps spent warming up linearly from 0
-                   ): # An `lr_schedule`: (optimizer, total_steps) -> scheduler
+def cosine_schedule(
+    warmup: float = 0.05,  # Fraction of the steps spent warming up linearly from 0
+):  # An `lr_schedule`: (optimizer, total_steps) -> scheduler
     "Linear warm-up over the first `warmup` of the steps, then cosine decay to 0 (`lr_schedule=\"cosine\"` is the default)."
-    def make(opt, total_steps:int):
+
+    def make(opt, total_steps: int):
         w = max(1, int(total_steps * warmup))
+
         def factor(step):
-            if step < w: return (step + 1) / w
+            if step < w:
+                return (step + 1) / w
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total_steps - w))))
+
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
     return make
 
-def make_lr_scheduler(schedule, # "constant", "cosine", "onecycle", or a callable (optimizer, total_steps) -> scheduler
-                      opt:torch.optim.Optimizer, # The optimizer whose learning rate is scheduled
-                      total_steps:int, # Length of the run in optimizer steps
-                     ):
+
+def make_lr_scheduler(
+    schedule,  # "constant", "cosine", "onecycle", or a callable (optimizer, total_steps) -> scheduler
+    opt: torch.optim.Optimizer,  # The optimizer whose learning rate is scheduled
+    total_steps: int,  # Length of the run in optimizer steps
+):
     "Build the per-step learning-rate scheduler named by `schedule`."
-    if callable(schedule): return schedule(opt, total_steps)
-    if schedule in (None, "constant"): return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    if schedule == "cosine": return cosine_schedule()(opt, total_steps)
+    if callable(schedule):
+        return schedule(opt, total_steps)
+    if schedule in (None, "constant"):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if schedule == "cosine":
+        return cosine_schedule()(opt, total_steps)
     if schedule == "onecycle":
         max_lr = [g["lr"] for g in opt.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps)
     raise ValueError(f"Unknown lr_schedule {schedule!r}: use 'constant', 'cosine', 'onecycle' or a function")
 
-
 # %% ../nbs/lib/08_train.ipynb #a9601194
-def _rng_states()->dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+def _rng_states() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
-def _set_rng_states(s:dict):
-    torch.set_rng_state(s["torch"]); np.random.set_state(s["numpy"]); random.setstate(s["python"])
-    if s["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
-def atomic_save(obj, path:str|Path):
+def _set_rng_states(s: dict):
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def atomic_save(obj, path: str | Path):
     "`torch.save(obj, path)` through a temporary file and a rename, so `path` is never left half-written."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
 # %% ../nbs/lib/08_train.ipynb #cae2741c
-def run_dir(name:str, # A name for the run, e.g. "ch4-fashion-cpu"
-           )->Path:
+def run_dir(
+    name: str,  # A name for the run, e.g. "ch4-fashion-cpu"
+) -> Path:
     "Folder for a training run's checkpoints: `$GENAIBOOK_RUNS/name` (default ~/.cache/genaibook/runs), a temp folder under tests."
-    if not name or "/" in name or "\\" in name: raise ValueError(f"run name must be a plain folder name, got {name!r}")
-    if run_mode() == "tiny": return Path(tempfile.mkdtemp(prefix=f"genaibook-{name}-"))
-    root = Path(os.environ.get("GENAIBOOK_RUNS") or Path.home()/".cache"/"genaibook"/"runs").expanduser()
-    return root/name
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"run name must be a plain folder name, got {name!r}")
+    if run_mode() == "tiny":
+        return Path(tempfile.mkdtemp(prefix=f"genaibook-{name}-"))
+    root = Path(os.environ.get("GENAIBOOK_RUNS") or Path.home() / ".cache" / "genaibook" / "runs").expanduser()
+    return root / name
 
 # %% ../nbs/lib/08_train.ipynb #ba1e3a0e
-def smooth(values, window:int=50)->np.ndarray:
+def smooth(values, window: int = 50) -> np.ndarray:
     "Running mean of `values` over the last `window` points (shorter at the start)."
     v = np.asarray(values, dtype=float)
-    if len(v) == 0: return v
+    if len(v) == 0:
+        return v
     c = np.cumsum(np.insert(v, 0, 0.0))
     idx = np.arange(1, len(v) + 1)
     w = np.minimum(idx, window)
     return (c[idx] - c[idx - w]) / w
 
-
 # %% ../nbs/lib/08_train.ipynb #76eeff26
-def _loss_dict(out)->dict:
+def _loss_dict(out) -> dict:
     "Normalise a loss function's output to a dict holding 'loss'."
-    if isinstance(out, torch.Tensor): return {"loss": out}
-    if isinstance(out, dict) and "loss" in out: return out
-    raise TypeError("loss_fn must return a scalar tensor or a dict with a 'loss' entry, got "
-                    f"{type(out).__name__}{' with keys ' + str(list(out)) if isinstance(out, dict) else ''}")
+    if isinstance(out, torch.Tensor):
+        return {"loss": out}
+    if isinstance(out, dict) and "loss" in out:
+        return out
+    raise TypeError(
+        "loss_fn must return a scalar tensor or a dict with a 'loss' entry, got "
+        f"{type(out).__name__}{' with keys ' + str(list(out)) if isinstance(out, dict) else ''}"
+    )
 
-def _autocast_dtype(mixed_precision, device:torch.device):
+
+def _autocast_dtype(mixed_precision, device: torch.device):
     "The autocast dtype for `mixed_precision` ('auto', 'bf16', 'fp16', None) on `device`, or None for full precision."
-    if mixed_precision in (None, False, "no"): return None
+    if mixed_precision in (None, False, "no"):
+        return None
     if mixed_precision not in ("auto", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be 'auto', 'bf16', 'fp16' or None, got {mixed_precision!r}")
     if device.type != "cuda":
-        if mixed_precision == "auto": return None
-        raise ValueError(f"mixed_precision={mixed_precision!r} needs a CUDA GPU; this run is on {device.type}. Use None.")
-    if mixed_precision == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if mixed_precision == "auto":
+            return None
+        raise ValueError(
+            f"mixed_precision={mixed_precision!r} needs a CUDA GPU; this run is on {device.type}. Use None."
+        )
+    if mixed_precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mixed_precision == "bf16" else torch.float16
 
 # %% ../nbs/lib/08_train.ipynb #856ba52d
-def _batch_size(batch)->int:
-    if isinstance(batch, torch.Tensor): return len(batch)
-    if isinstance(batch, dict): return _batch_size(next(iter(batch.values())))
-    if isinstance(batch, (list, tuple)): return _batch_size(batch[0])
+def _batch_size(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    if isinstance(batch, dict):
+        return _batch_size(next(iter(batch.values())))
+    if isinstance(batch, (list, tuple)):
+        return _batch_size(batch[0])
     return 1
 
-def _check_total(epochs, steps, per_epoch:int)->int:
+
+def _check_total(epochs, steps, per_epoch: int) -> int:
     "The run's length in steps from `epochs=` or `steps=` (exactly one)."
-    if (epochs is None) == (steps is None): raise ValueError("Pass exactly one of epochs= or steps=")
+    if (epochs is None) == (steps is None):
+        raise ValueError("Pass exactly one of epochs= or steps=")
     total = steps if steps is not None else round(epochs * per_epoch)
-    if total < 1: raise ValueError(f"Nothing to train: epochs={epochs}, steps={steps} gives {total} steps")
+    if total < 1:
+        raise ValueError(f"Nothing to train: epochs={epochs}, steps={steps} gives {total} steps")
     return total
+
 
 class Learner:
     "Train `model` by minimising `loss_fn(model, batch)` over `train_dl`, with history, evaluation and checkpoints."
-    def __init__(self, model:nn.Module, # The model to train (moved to `device`)
-                 train_dl:DataLoader, # Training batches; use `make_dataloader` for exact resumes
-                 loss_fn, # `loss_fn(model, batch)` -> loss tensor, or dict with "loss" (other entries are logged)
-                 *,
-                 lr:float=1e-4, # Peak learning rate
-                 opt_func=torch.optim.AdamW, # Optimizer class or factory, called as `opt_func(params, lr=lr)`
-                 lr_schedule="constant", # "constant", "cosine", "onecycle" or a function (opt, total_steps) -> scheduler
-                 valid_dl:DataLoader|None=None, # Held-out batches, evaluated after every epoch and at the end
-                 callbacks=(), # Objects with any of before_fit/after_step/after_epoch/after_fit(learner)
-                 ckpt_dir:str|Path|None=None, # Folder for `last.pt`; None: no checkpoints
-                 ckpt_every:int|None=None, # Save every this many steps (and always at the end)
-                 ema_decay:float|None=None, # Keep an EMA copy of the weights in `ema_model`
-                 grad_clip:float|None=None, # Clip the gradient norm to this value
-                 mixed_precision="auto", # "auto" (bf16/fp16 autocast on CUDA, off elsewhere), "bf16", "fp16" or None
-                 device=None, # Device to train on; None picks one with `get_device()`
-                 log_every:int=25, # Copy losses to `history` (and refresh the bar) every this many steps
-                 progress:bool=True, # Show a progress bar
-                ):
+
+    def __init__(
+        self,
+        model: nn.Module,  # The model to train (moved to `device`)
+        train_dl: DataLoader,  # Training batches; use `make_dataloader` for exact resumes
+        loss_fn,  # `loss_fn(model, batch)` -> loss tensor, or dict with "loss" (other entries are logged)
+        *,
+        lr: float = 1e-4,  # Peak learning rate
+        opt_func=torch.optim.AdamW,  # Optimizer class or factory, called as `opt_func(params, lr=lr)`
+        lr_schedule="constant",  # "constant", "cosine", "onecycle" or a function (opt, total_steps) -> scheduler
+        valid_dl: DataLoader | None = None,  # Held-out batches, evaluated after every epoch and at the end
+        callbacks=(),  # Objects with any of before_fit/after_step/after_epoch/after_fit(learner)
+        ckpt_dir: str | Path | None = None,  # Folder for `last.pt`; None: no checkpoints
+        ckpt_every: int | None = None,  # Save every this many steps (and always at the end)
+        ema_decay: float | None = None,  # Keep an EMA copy of the weights in `ema_model`
+        grad_clip: float | None = None,  # Clip the gradient norm to this value
+        mixed_precision="auto",  # "auto" (bf16/fp16 autocast on CUDA, off elsewhere), "bf16", "fp16" or None
+        device=None,  # Device to train on; None picks one with `get_device()`
+        log_every: int = 25,  # Copy losses to `history` (and refresh the bar) every this many steps
+        progress: bool = True,  # Show a progress bar
+    ):
         if len(train_dl) == 0:
-            raise ValueError("train_dl yields no batches: is the dataset empty, or drop_last=True with too few examples?")
+            raise ValueError(
+                "train_dl yields no batches: is the dataset empty, or drop_last=True with too few examples?"
+            )
         if ckpt_every is not None and ckpt_dir is None:
             raise ValueError("ckpt_every needs ckpt_dir: where should the checkpoints go?")
         self.device = torch.device(device) if device is not None else get_device()
@@ -243,7 +320,7 @@ class Learner:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(self.model, ema_decay) if ema_decay else None
         self.callbacks, self.log_every, self.progress = list(callbacks), log_every, progress
-        self.ckpt_path = Path(ckpt_dir)/"last.pt" if ckpt_dir is not None else None
+        self.ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
         self.ckpt_every = ckpt_every
         self.step, self.epoch, self.batch_in_epoch, self.sched, self.total_steps = 0, 0, 0, None, None
         self.history, self.eval_history, self.elapsed, self.cpu_elapsed = {}, {}, 0.0, 0.0
@@ -252,47 +329,58 @@ class Learner:
         self._resume_states = None  # (optimizer, LR scheduler) states from a checkpoint, applied by the next `fit`
 
     @property
-    def ema_model(self)->nn.Module|None:
+    def ema_model(self) -> nn.Module | None:
         "The EMA copy of the model (None without `ema_decay`)."
         return self.ema.model if self.ema else None
 
     # One training step, and the history
-    def _train_step(self, batch)->dict:
+    def _train_step(self, batch) -> dict:
         batch = to_device(batch, self.device)
         ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        with ctx: losses = _loss_dict(self.loss_fn(self.model, batch))
+        with ctx:
+            losses = _loss_dict(self.loss_fn(self.model, batch))
         self.scaler.scale(losses["loss"]).backward()
         if self.grad_clip:
             self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.opt); self.scaler.update()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
-        if self.ema: self.ema.update(self.model)
+        if self.ema:
+            self.ema.update(self.model)
         return {k: v.detach().float() for k, v in losses.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
     def _flush(self):
         "Copy the pending per-step losses to `history` (one device sync for many steps)."
-        if not self._pending: return
+        if not self._pending:
+            return
         steps, lrs, dicts = zip(*self._pending)
         self._pending = []
-        self.history.setdefault("step", []).extend(steps); self.history.setdefault("lr", []).extend(lrs)
+        self.history.setdefault("step", []).extend(steps)
+        self.history.setdefault("lr", []).extend(lrs)
         for k in dicts[0]:
             vals = torch.stack([d[k] for d in dicts]).tolist()
             bad = next((s for s, v in zip(steps, vals) if not math.isfinite(v)), None)
             if k == "loss" and bad is not None:
-                raise FloatingPointError(f"The loss became {vals[steps.index(bad)]} at step {bad}. Lower the learning rate, "
-                                         "add grad_clip=1.0, or check the data for NaNs; resume from the last checkpoint.")
+                raise FloatingPointError(
+                    f"The loss became {vals[steps.index(bad)]} at step {bad}. Lower the learning rate, "
+                    "add grad_clip=1.0, or check the data for NaNs; resume from the last checkpoint."
+                )
             self.history.setdefault(k, []).extend(vals)
 
     # Evaluation
-    def evaluate(self, dl:DataLoader|None=None, # Batches to evaluate; default `valid_dl`
-                 model:nn.Module|None=None, # Model to evaluate; default the trained one (pass `ema_model` for the EMA copy)
-                 seed:int=0, # Seed for any randomness inside `loss_fn`
-                )->dict:
+    def evaluate(
+        self,
+        dl: DataLoader | None = None,  # Batches to evaluate; default `valid_dl`
+        model: nn.Module
+        | None = None,  # Model to evaluate; default the trained one (pass `ema_model` for the EMA copy)
+        seed: int = 0,  # Seed for any randomness inside `loss_fn`
+    ) -> dict:
         "Mean of each scalar `loss_fn` reports over `dl`, in eval mode."
         dl = dl if dl is not None else self.valid_dl
-        if dl is None: raise ValueError("Nothing to evaluate: pass a DataLoader or give the Learner a valid_dl")
+        if dl is None:
+            raise ValueError("Nothing to evaluate: pass a DataLoader or give the Learner a valid_dl")
         model = model if model is not None else self.model
         was_training = model.training
         model.eval()
@@ -301,46 +389,70 @@ class Learner:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
                 totals, n = self._loss_totals(dl, model)
-        finally: model.train(was_training)
-        if n == 0: raise ValueError("The evaluation DataLoader yielded no batches")
+        finally:
+            model.train(was_training)
+        if n == 0:
+            raise ValueError("The evaluation DataLoader yielded no batches")
         return {k: v / n for k, v in totals.items()}
 
-    def _loss_totals(self, dl:DataLoader, model:nn.Module)->tuple[dict, int]:
+    def _loss_totals(self, dl: DataLoader, model: nn.Module) -> tuple[dict, int]:
         "Batch-size-weighted sums of each scalar loss over `dl`, and the number of examples."
         totals, n = {}, 0
         for batch in dl:
-            batch = to_device(batch, self.device); bs = _batch_size(batch)
+            batch = to_device(batch, self.device)
+            bs = _batch_size(batch)
             for k, v in _loss_dict(self.loss_fn(model, batch)).items():
-                if isinstance(v, torch.Tensor) and v.numel() == 1: totals[k] = totals.get(k, 0.0) + v.item() * bs
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    totals[k] = totals.get(k, 0.0) + v.item() * bs
             n += bs
         return totals, n
 
     # Checkpoints
-    def save_checkpoint(self, path:str|Path|None=None):
+    def save_checkpoint(self, path: str | Path | None = None):
         "Write the full training state to `path` (default `ckpt_dir/last.pt`), atomically."
         path = path or self.ckpt_path
-        if path is None: raise ValueError("No checkpoint path: pass one, or create the Learner with ckpt_dir=...")
+        if path is None:
+            raise ValueError("No checkpoint path: pass one, or create the Learner with ckpt_dir=...")
         self._flush()
         wall, cpu = self._running()
-        atomic_save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                     "sched": self.sched.state_dict() if self.sched else None, "scaler": self.scaler.state_dict(),
-                     "ema": self.ema.state_dict() if self.ema else None, "step": self.step, "epoch": self.epoch,
-                     "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps, "history": self.history,
-                     "eval_history": self.eval_history, "elapsed": self.elapsed + wall,
-                     "cpu_elapsed": self.cpu_elapsed + cpu, "rng": _rng_states()}, path)
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict() if self.sched else None,
+                "scaler": self.scaler.state_dict(),
+                "ema": self.ema.state_dict() if self.ema else None,
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "total_steps": self.total_steps,
+                "history": self.history,
+                "eval_history": self.eval_history,
+                "elapsed": self.elapsed + wall,
+                "cpu_elapsed": self.cpu_elapsed + cpu,
+                "rng": _rng_states(),
+            },
+            path,
+        )
 
-    def load_checkpoint(self, path:str|Path|None=None, # Default `ckpt_dir/last.pt`
-                        weights_only:bool=False, # Load only the model weights (e.g. to sample from a finished run)
-                       ):
+    def load_checkpoint(
+        self,
+        path: str | Path | None = None,  # Default `ckpt_dir/last.pt`
+        weights_only: bool = False,  # Load only the model weights (e.g. to sample from a finished run)
+    ):
         "Restore the training state saved by `save_checkpoint`, so `fit` continues where it stopped."
         path = Path(path or self.ckpt_path or "")
-        if not path.is_file(): raise FileNotFoundError(f"No checkpoint at {path}: train first, or check ckpt_dir")
+        if not path.is_file():
+            raise FileNotFoundError(f"No checkpoint at {path}: train first, or check ckpt_dir")
         # Our own file: it holds optimizer and RNG states, which need full unpickling.
         ck = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(ck["model"])
-        if self.ema and ck["ema"]: self.ema.load_state_dict(ck["ema"])
-        if weights_only: return self
-        self.opt.load_state_dict(ck["opt"]); self.scaler.load_state_dict(ck["scaler"])
+        if self.ema and ck["ema"]:
+            self.ema.load_state_dict(ck["ema"])
+        if weights_only:
+            return self
+        self.opt.load_state_dict(ck["opt"])
+        self.scaler.load_state_dict(ck["scaler"])
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         self.total_steps, self.history, self.eval_history = ck["total_steps"], ck["history"], ck["eval_history"]
         self.elapsed, self.cpu_elapsed = ck["elapsed"], ck.get("cpu_elapsed", 0.0)
@@ -350,125 +462,161 @@ class Learner:
         return self
 
     # The loop
-    def fit(self, epochs:float|None=None, # Train for this many epochs in total (may be fractional)...
-            steps:int|None=None, # ...or for this many optimizer steps in total
-            resume:bool=True, # Continue from `ckpt_dir/last.pt` when it exists
-           ):
+    def fit(
+        self,
+        epochs: float | None = None,  # Train for this many epochs in total (may be fractional)...
+        steps: int | None = None,  # ...or for this many optimizer steps in total
+        resume: bool = True,  # Continue from `ckpt_dir/last.pt` when it exists
+    ):
         "Train up to the given total; continue from the last checkpoint when there is one. Returns `self`."
         total = _check_total(epochs, steps, len(self.train_dl))
-        if resume and self.ckpt_path and self.ckpt_path.exists() and self.step == 0: self.load_checkpoint()
+        if resume and self.ckpt_path and self.ckpt_path.exists() and self.step == 0:
+            self.load_checkpoint()
         self._start_schedule(total)
         if self.step >= total:
-            print(f"Already trained for {self.step} steps (target {total}): nothing to do."); return self
-        if self.step: print(f"Resuming at step {self.step} of {total} (epoch {self.epoch}).")
-        self.model.train(); self._callback("before_fit")
+            print(f"Already trained for {self.step} steps (target {total}): nothing to do.")
+            return self
+        if self.step:
+            print(f"Resuming at step {self.step} of {total} (epoch {self.epoch}).")
+        self.model.train()
+        self._callback("before_fit")
         start, self._clock = self.step, (time.perf_counter(), time.process_time())
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, leave=False, desc="training", unit="step")
-        try: self._run(total, bar)
+        try:
+            self._run(total, bar)
         except KeyboardInterrupt:
             self._flush()
-            if self.ckpt_path: print(f"Interrupted at step {self.step}. Run fit() again to resume from the last checkpoint.")
+            if self.ckpt_path:
+                print(f"Interrupted at step {self.step}. Run fit() again to resume from the last checkpoint.")
             raise
         finally:
-            bar.close(); wall, cpu = self._running(); self.elapsed += wall; self.cpu_elapsed += cpu; self._clock = None
+            bar.close()
+            wall, cpu = self._running()
+            self.elapsed += wall
+            self.cpu_elapsed += cpu
+            self._clock = None
         self._callback("after_fit")
         print(self.summary(start))
         return self
 
-    def _start_schedule(self, total:int):
+    def _start_schedule(self, total: int):
         "Build the LR scheduler for a run of `total` steps, with the optimizer and scheduler states of a resumed run."
         if self.total_steps is not None and self.step > 0 and self.total_steps != total and self.step < total:
             print(f"Note: the checkpoint was made for {self.total_steps} steps; the schedule now targets {total}.")
         self.total_steps = total
         self.sched = make_lr_scheduler(self.lr_schedule, self.opt, total)
-        if self._resume_states is None: return
+        if self._resume_states is None:
+            return
         opt_state, sched_state = self._resume_states
         self.opt.load_state_dict(opt_state)
-        if sched_state: self.sched.load_state_dict(sched_state)
+        if sched_state:
+            self.sched.load_state_dict(sched_state)
         self._resume_states = None
 
-    def _run(self, total:int, bar):
+    def _run(self, total: int, bar):
         "Train epoch by epoch until step `total`."
         while self.step < total:
             for batch in self._epoch_batches(self.epoch, self.batch_in_epoch):
                 self._pending.append((self.step + 1, self.sched.get_last_lr()[0], self._train_step(batch)))
-                self.step += 1; self.batch_in_epoch += 1
-                if self._after_batch(total, bar): break
+                self.step += 1
+                self.batch_in_epoch += 1
+                if self._after_batch(total, bar):
+                    break
 
-    def _after_batch(self, total:int, bar)->bool:
+    def _after_batch(self, total: int, bar) -> bool:
         "Log, call back, evaluate and checkpoint after a step; True when the epoch or the run is over."
         done = self.step == total
-        if self.step % self.log_every == 0 or done: self._log(bar)
+        if self.step % self.log_every == 0 or done:
+            self._log(bar)
         self._callback("after_step")
         epoch_end = self.batch_in_epoch == len(self.train_dl)
-        if epoch_end: self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        if (epoch_end or done) and self.valid_dl is not None: self._record_evaluation()
-        if epoch_end: self._callback("after_epoch")
-        if self.ckpt_path and (done or (self.ckpt_every and self.step % self.ckpt_every == 0)): self.save_checkpoint()
+        if epoch_end:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if (epoch_end or done) and self.valid_dl is not None:
+            self._record_evaluation()
+        if epoch_end:
+            self._callback("after_epoch")
+        if self.ckpt_path and (done or (self.ckpt_every and self.step % self.ckpt_every == 0)):
+            self.save_checkpoint()
         return done or epoch_end
 
     def _log(self, bar):
         self._flush()
-        bar.set_postfix(loss=f"{np.mean(self.history['loss'][-self.log_every:]):.4f}"); bar.update(self.step - bar.n)
+        bar.set_postfix(loss=f"{np.mean(self.history['loss'][-self.log_every :]):.4f}")
+        bar.update(self.step - bar.n)
 
     def _record_evaluation(self):
         self.eval_history.setdefault("step", []).append(self.step)
-        for k, v in self.evaluate().items(): self.eval_history.setdefault(k, []).append(v)
+        for k, v in self.evaluate().items():
+            self.eval_history.setdefault(k, []).append(v)
 
-    def _epoch_batches(self, epoch:int, skip:int):
+    def _epoch_batches(self, epoch: int, skip: int):
         "An iterator over `epoch`'s batches, starting after the first `skip` of them."
         sampler, bs = getattr(self.train_dl, "sampler", None), self.train_dl.batch_size
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch, start=skip * bs if isinstance(sampler, ResumableSampler) else 0)
-            if isinstance(sampler, ResumableSampler) or skip == 0: return iter(self.train_dl)
+            if isinstance(sampler, ResumableSampler) or skip == 0:
+                return iter(self.train_dl)
         # Resuming mid-epoch: create the iterator and skip the seen batches without using the restored random state.
         with torch.random.fork_rng(devices=[]):
             it = iter(self.train_dl)
-            for _ in islice(it, skip): pass
+            for _ in islice(it, skip):
+                pass
         return it
 
-    def _callback(self, name:str):
+    def _callback(self, name: str):
         for cb in self.callbacks:
-            if hasattr(cb, name): getattr(cb, name)(self)
+            if hasattr(cb, name):
+                getattr(cb, name)(self)
 
-    def _running(self)->tuple[float, float]:
+    def _running(self) -> tuple[float, float]:
         "Wall and process-CPU seconds of the `fit` call in progress (0, 0 outside `fit`)."
-        if self._clock is None: return 0.0, 0.0
+        if self._clock is None:
+            return 0.0, 0.0
         return time.perf_counter() - self._clock[0], time.process_time() - self._clock[1]
 
     # Reporting
-    def summary(self, start:int=0)->str:
+    def summary(self, start: int = 0) -> str:
         "One line: steps run, time, recent training loss and the last evaluation."
         loss = self.history.get("loss", [])
-        recent = np.mean(loss[-min(len(loss), 50):]) if loss else float("nan")
-        line = (f"step {self.step}/{self.total_steps} ({self.step / len(self.train_dl):.2f} epochs) in "
-                f"{self.elapsed / 60:.1f} min on {self.device.type} ({self.cpu_elapsed / 60:.1f} min of process CPU "
-                f"time); train loss (mean of last 50 steps) {recent:.4f}")
-        if self.eval_history: line += f"; valid loss {self.eval_history['loss'][-1]:.4f}"
+        recent = np.mean(loss[-min(len(loss), 50) :]) if loss else float("nan")
+        line = (
+            f"step {self.step}/{self.total_steps} ({self.step / len(self.train_dl):.2f} epochs) in "
+            f"{self.elapsed / 60:.1f} min on {self.device.type} ({self.cpu_elapsed / 60:.1f} min of process CPU "
+            f"time); train loss (mean of last 50 steps) {recent:.4f}"
+        )
+        if self.eval_history:
+            line += f"; valid loss {self.eval_history['loss'][-1]:.4f}"
         return line
 
-    def plot_history(self, keys=None, # Loss names to plot; default every logged one except lr
-                     window:int=50, # Running-mean window
-                     skip:int=0, # Leave out the first `skip` steps (the book skips 400 in chapter 4)
-                     logy:bool=False, # Logarithmic loss axis
-                     title:str|None=None, # Figure title
-                    ):
+    def plot_history(
+        self,
+        keys=None,  # Loss names to plot; default every logged one except lr
+        window: int = 50,  # Running-mean window
+        skip: int = 0,  # Leave out the first `skip` steps (the book skips 400 in chapter 4)
+        logy: bool = False,  # Logarithmic loss axis
+        title: str | None = None,  # Figure title
+    ):
         "Plot the per-step losses (and evaluation points) recorded during `fit`."
         import matplotlib.pyplot as plt
+
         self._flush()
         keys = keys or [k for k in self.history if k not in ("step", "lr")]
-        if not keys: raise ValueError("Nothing to plot yet: call fit() first")
+        if not keys:
+            raise ValueError("Nothing to plot yet: call fit() first")
         fig, axs = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
         steps = np.asarray(self.history["step"])
         for ax, k in zip(axs[0], keys):
             v, keep = np.asarray(self.history[k]), steps > skip
             ax.plot(steps[keep], v[keep], alpha=0.3, lw=0.8, label="per step")
             ax.plot(steps[keep], smooth(v, window)[keep], lw=1.8, label=f"mean of {window}")
-            if k in self.eval_history: ax.plot(self.eval_history["step"], self.eval_history[k], "o-", label="valid")
+            if k in self.eval_history:
+                ax.plot(self.eval_history["step"], self.eval_history[k], "o-", label="valid")
             ax.set(xlabel="step", ylabel=k, title=k if title is None or len(keys) > 1 else title)
-            if logy: ax.set_yscale("log")
+            if logy:
+                ax.set_yscale("log")
             ax.legend(fontsize=8)
-        if title and len(keys) > 1: fig.suptitle(title)
+        if title and len(keys) > 1:
+            fig.suptitle(title)
         fig.tight_layout()
         return fig
-

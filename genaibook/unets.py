@@ -20,22 +20,32 @@ from .core import check_int
 # %% ../nbs/lib/16_unets.ipynb #50dfc8d1
 class BasicUNet(nn.Module):
     "The minimal UNet of the book's listing 4.22: 3 convolutions down, 3 up, additive skips, no timestep input."
-    def __init__(self,
-                 in_channels:int=1, # Channels of the input image
-                 out_channels:int=1, # Channels of the output image
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Channels of the input image
+        out_channels: int = 1,  # Channels of the output image
+    ):
         super().__init__()
-        self.down_layers = nn.ModuleList([nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
-                                          nn.Conv2d(32, 64, kernel_size=5, padding=2),
-                                          nn.Conv2d(64, 64, kernel_size=5, padding=2)])
-        self.up_layers = nn.ModuleList([nn.Conv2d(64, 64, kernel_size=5, padding=2),
-                                        nn.Conv2d(64, 32, kernel_size=5, padding=2),
-                                        nn.Conv2d(32, out_channels, kernel_size=5, padding=2)])
+        self.down_layers = nn.ModuleList(
+            [
+                nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
+                nn.Conv2d(32, 64, kernel_size=5, padding=2),
+                nn.Conv2d(64, 64, kernel_size=5, padding=2),
+            ]
+        )
+        self.up_layers = nn.ModuleList(
+            [
+                nn.Conv2d(64, 64, kernel_size=5, padding=2),
+                nn.Conv2d(64, 32, kernel_size=5, padding=2),
+                nn.Conv2d(32, out_channels, kernel_size=5, padding=2),
+            ]
+        )
         self.act = nn.SiLU()
         self.downscale = nn.MaxPool2d(2)
         self.upscale = nn.Upsample(scale_factor=2)
 
-    def forward(self, x:torch.Tensor)->torch.Tensor: # [B, in_channels, H, W] -> [B, out_channels, H, W]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in_channels, H, W] -> [B, out_channels, H, W]
         h = []
         for i, layer in enumerate(self.down_layers):
             x = self.act(layer(x))
@@ -52,33 +62,49 @@ class BasicUNet(nn.Module):
 # %% ../nbs/lib/16_unets.ipynb #58c0aa06
 _TRACE_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)
 
-def trace_shapes(model:nn.Module, # Any module
-                 *args, # Inputs for `model(*args, **kwargs)`
-                 types:tuple|None=None, # Module classes to report; None: convolutions, pooling, upsampling and blocks marked `traced`
-                 show:bool=True, # Print the trace
-                 **kwargs)->list: # [(module name, output shape without the batch dimension)]
+
+def trace_shapes(
+    model: nn.Module,  # Any module
+    *args,  # Inputs for `model(*args, **kwargs)`
+    types: tuple
+    | None = None,  # Module classes to report; None: convolutions, pooling, upsampling and blocks marked `traced`
+    show: bool = True,  # Print the trace
+    **kwargs,
+) -> list:  # [(module name, output shape without the batch dimension)]
     "Run `model` once and record the output shape of each matching layer, in call order."
-    match = (lambda m: isinstance(m, types)) if types else (lambda m: isinstance(m, _TRACE_TYPES) or getattr(m, "traced", False))
+    match = (
+        (lambda m: isinstance(m, types))
+        if types
+        else (lambda m: isinstance(m, _TRACE_TYPES) or getattr(m, "traced", False))
+    )
     trace, hooks, blocks = [], [], []
     for name, m in model.named_modules():
-        if not name or not match(m) or any(name.startswith(b + ".") for b in blocks): continue
+        if not name or not match(m) or any(name.startswith(b + ".") for b in blocks):
+            continue
         blocks.append(name)
-        hooks.append(m.register_forward_hook(lambda mod, inp, out, name=name: trace.append((name, tuple(out.shape[1:])))))
+        hooks.append(
+            m.register_forward_hook(lambda mod, inp, out, name=name: trace.append((name, tuple(out.shape[1:]))))
+        )
     try:
-        with torch.no_grad(): model(*args, **kwargs)
+        with torch.no_grad():
+            model(*args, **kwargs)
     finally:
-        for h in hooks: h.remove()
+        for h in hooks:
+            h.remove()
     if show:
-        for name, shape in trace: print(f"{name:<16} {list(shape)}")
+        for name, shape in trace:
+            print(f"{name:<16} {list(shape)}")
     return trace
 
 # %% ../nbs/lib/16_unets.ipynb #f45a6a75
-def timestep_embedding(t:torch.Tensor, # [B] timesteps (integers or floats)
-                       dim:int, # Size of the embedding (even)
-                       max_period:float=10_000., # Longest period of the sinusoids, in timesteps
-                      )->torch.Tensor: # [B, dim] float32: cosines then sines
+def timestep_embedding(
+    t: torch.Tensor,  # [B] timesteps (integers or floats)
+    dim: int,  # Size of the embedding (even)
+    max_period: float = 10_000.0,  # Longest period of the sinusoids, in timesteps
+) -> torch.Tensor:  # [B, dim] float32: cosines then sines
     "Sinusoidal embedding of the timesteps `t`, as in DDPM and diffusers (`flip_sin_to_cos=True`)."
-    if dim % 2: raise ValueError(f"the timestep embedding size must be even, got dim={dim}")
+    if dim % 2:
+        raise ValueError(f"the timestep embedding size must be even, got dim={dim}")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]  # [B, half]
@@ -87,32 +113,38 @@ def timestep_embedding(t:torch.Tensor, # [B] timesteps (integers or floats)
 # %% ../nbs/lib/16_unets.ipynb #9f6b1fb2
 class TimeEmbedding(nn.Module):
     "Sinusoidal timestep embedding followed by a 2-layer MLP."
-    def __init__(self,
-                 dim:int, # Size of the sinusoidal embedding
-                 emb_dim:int, # Size of the output vector
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # Size of the sinusoidal embedding
+        emb_dim: int,  # Size of the output vector
+    ):
         super().__init__()
         self.dim = dim
         self.mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
 
-    def forward(self, t:torch.Tensor)->torch.Tensor: # [B] -> [B, emb_dim]
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # [B] -> [B, emb_dim]
         emb = timestep_embedding(t, self.dim)
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 # %% ../nbs/lib/16_unets.ipynb #0369eb59
 class ResBlock(nn.Module):
     "Two GroupNorm-SiLU-conv layers with a residual connection, conditioned on an embedding vector."
+
     traced = True  # `trace_shapes` reports this block as one line
-    def __init__(self,
-                 in_ch:int, # Input channels
-                 out_ch:int, # Output channels
-                 emb_dim:int, # Size of the conditioning vector (time, plus class)
-                 norm_groups:int=8, # Groups of each GroupNorm; must divide `in_ch` and `out_ch`
-                 conditioning:str="add", # "add": add the projected vector; "film": scale and shift per channel
-                 dropout:float=0.0, # Dropout before the second convolution
-                ):
+
+    def __init__(
+        self,
+        in_ch: int,  # Input channels
+        out_ch: int,  # Output channels
+        emb_dim: int,  # Size of the conditioning vector (time, plus class)
+        norm_groups: int = 8,  # Groups of each GroupNorm; must divide `in_ch` and `out_ch`
+        conditioning: str = "add",  # "add": add the projected vector; "film": scale and shift per channel
+        dropout: float = 0.0,  # Dropout before the second convolution
+    ):
         super().__init__()
-        if conditioning not in ("add", "film"): raise ValueError(f'conditioning must be "add" or "film", got {conditioning!r}')
+        if conditioning not in ("add", "film"):
+            raise ValueError(f'conditioning must be "add" or "film", got {conditioning!r}')
         self.film = conditioning == "film"
         self.norm1, self.conv1 = nn.GroupNorm(norm_groups, in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, out_ch * (2 if self.film else 1))
@@ -120,53 +152,67 @@ class ResBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
-    def forward(self, x:torch.Tensor, emb:torch.Tensor)->torch.Tensor: # [B, in_ch, H, W], [B, emb_dim] -> [B, out_ch, H, W]
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor
+    ) -> torch.Tensor:  # [B, in_ch, H, W], [B, emb_dim] -> [B, out_ch, H, W]
         h = self.conv1(F.silu(self.norm1(x)))
         e = self.emb_proj(F.silu(emb))[:, :, None, None]  # [B, out_ch (x2 for FiLM), 1, 1]
         if self.film:
             scale, shift = e.chunk(2, dim=1)
             h = self.norm2(h) * (1 + scale) + shift
-        else: h = self.norm2(h + e)
+        else:
+            h = self.norm2(h + e)
         return self.conv2(self.dropout(F.silu(h))) + self.skip(x)
 
 # %% ../nbs/lib/16_unets.ipynb #f045ed4b
 class Downsample(nn.Module):
     "Halve the resolution with a stride-2 3×3 convolution."
+
     traced = True  # `trace_shapes` reports this block as one line
-    def __init__(self, ch:int): # Channels in and out
+
+    def __init__(self, ch: int):  # Channels in and out
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
 
-    def forward(self, x:torch.Tensor)->torch.Tensor: return self.conv(x)  # [B, C, H, W] -> [B, C, H/2, W/2]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)  # [B, C, H, W] -> [B, C, H/2, W/2]
+
 
 class Upsample(nn.Module):
     "Convolve at the low resolution (changing the channel count), then double the resolution by repeating pixels."
+
     traced = True  # `trace_shapes` reports this block as one line
-    def __init__(self,
-                 in_ch:int, # Channels in
-                 out_ch:int, # Channels out
-                ):
+
+    def __init__(
+        self,
+        in_ch: int,  # Channels in
+        out_ch: int,  # Channels out
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
 
-    def forward(self, x:torch.Tensor)->torch.Tensor: # [B, in_ch, H, W] -> [B, out_ch, 2H, 2W]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in_ch, H, W] -> [B, out_ch, 2H, 2W]
         return F.interpolate(self.conv(x), scale_factor=2, mode="nearest")
 
 # %% ../nbs/lib/16_unets.ipynb #13f6a969
 class SelfAttention(nn.Module):
     "Multi-head self-attention over the pixels of a feature map, with GroupNorm and a residual connection."
+
     traced = True  # `trace_shapes` reports this block as one line
-    def __init__(self,
-                 ch:int, # Channels (features per position)
-                 heads:int=4, # Attention heads; must divide `ch`
-                 norm_groups:int=8, # Groups of the GroupNorm
-                ):
+
+    def __init__(
+        self,
+        ch: int,  # Channels (features per position)
+        heads: int = 4,  # Attention heads; must divide `ch`
+        norm_groups: int = 8,  # Groups of the GroupNorm
+    ):
         super().__init__()
-        if ch % heads: raise ValueError(f"attention heads ({heads}) must divide the channels ({ch})")
+        if ch % heads:
+            raise ValueError(f"attention heads ({heads}) must divide the channels ({ch})")
         self.heads, self.norm = heads, nn.GroupNorm(norm_groups, ch)
         self.qkv, self.proj = nn.Conv2d(ch, 3 * ch, 1), nn.Conv2d(ch, ch, 1)
 
-    def forward(self, x:torch.Tensor)->torch.Tensor: # [B, C, H, W] -> [B, C, H, W]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, C, H, W]
         B, C, H, W = x.shape
         qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # each [B, heads, H*W, C/heads]
@@ -174,102 +220,133 @@ class SelfAttention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 # %% ../nbs/lib/16_unets.ipynb #99b5292d
-def _check_widths(widths, norm_groups:int, heads:int, attention:bool)->tuple:
+def _check_widths(widths, norm_groups: int, heads: int, attention: bool) -> tuple:
     widths = tuple(widths)
     if not widths or any(not isinstance(w, int) or w <= 0 for w in widths):
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
     bad = [w for w in widths if w % norm_groups]
-    if bad: raise ValueError(f"every width must be a multiple of norm_groups={norm_groups}; {bad} are not")
+    if bad:
+        raise ValueError(f"every width must be a multiple of norm_groups={norm_groups}; {bad} are not")
     if attention and widths[-1] % heads:
         raise ValueError(f"attention_heads={heads} must divide the lowest-resolution width {widths[-1]}")
     return widths
 
+
 def _check_num_classes(num_classes):
     return check_int("num_classes", num_classes, none_ok=True)  # None: no class conditioning
 
-def _check_positive_int(name:str, v)->int:
+
+def _check_positive_int(name: str, v) -> int:
     return check_int(name, v)
 
 # %% ../nbs/lib/16_unets.ipynb #0f1cb266
-def _down_path(widths:tuple, n:int, block)->tuple:
+def _down_path(widths: tuple, n: int, block) -> tuple:
     "Blocks and downsamplers of the way down."
     blocks, downs, prev = nn.ModuleList(), nn.ModuleList(), widths[0]
     for i, w in enumerate(widths):
         blocks.append(nn.ModuleList([block(prev if j == 0 else w, w) for j in range(n)]))
-        if i < len(widths) - 1: downs.append(Downsample(w))
+        if i < len(widths) - 1:
+            downs.append(Downsample(w))
         prev = w
     return blocks, downs
 
-def _up_path(widths:tuple, n:int, block)->tuple:
+
+def _up_path(widths: tuple, n: int, block) -> tuple:
     "Blocks and upsamplers of the way up, from the lowest resolution to the highest."
     blocks, ups = nn.ModuleList(), nn.ModuleList()
     for i in reversed(range(len(widths))):
         w = widths[i]
         blocks.append(nn.ModuleList([block(2 * w if j == 0 else w, w) for j in range(n)]))
-        if i > 0: ups.append(Upsample(w, widths[i - 1]))
+        if i > 0:
+            ups.append(Upsample(w, widths[i - 1]))
     return blocks, ups
 
 # %% ../nbs/lib/16_unets.ipynb #878300d7
-def _check_input(model, x:torch.Tensor):
+def _check_input(model, x: torch.Tensor):
     if x.ndim != 4 or x.shape[1] != model.config.in_channels:
         raise ValueError(f"expected images of shape [B, {model.config.in_channels}, H, W], got {tuple(x.shape)}")
     f = 2 ** (model.config.num_levels - 1)
     if x.shape[-2] % f or x.shape[-1] % f:
-        raise ValueError(f"this SmallUNet has {model.config.num_levels} levels, so it halves the image "
-                         f"{model.config.num_levels - 1} times: height and width must be multiples of {f}, got "
-                         f"{x.shape[-2]}x{x.shape[-1]}. Pad or resize the images (e.g. transforms.Pad), or use fewer levels.")
+        raise ValueError(
+            f"this SmallUNet has {model.config.num_levels} levels, so it halves the image "
+            f"{model.config.num_levels - 1} times: height and width must be multiples of {f}, got "
+            f"{x.shape[-2]}x{x.shape[-1]}. Pad or resize the images (e.g. transforms.Pad), or use fewer levels."
+        )
 
-def _timesteps(t, x:torch.Tensor)->torch.Tensor:
+
+def _timesteps(t, x: torch.Tensor) -> torch.Tensor:
     "`t` as a [B] tensor on `x`'s device: a number or 0-d tensor is repeated for the batch."
     t = torch.as_tensor(t, device=x.device)
-    if t.ndim == 0 or t.shape == (1,): return t.reshape(()).expand(x.shape[0])
+    if t.ndim == 0 or t.shape == (1,):
+        return t.reshape(()).expand(x.shape[0])
     if t.shape != (x.shape[0],):
-        raise ValueError(f"t must be a number or a 1-D tensor with one timestep per image ({x.shape[0]}), got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"t must be a number or a 1-D tensor with one timestep per image ({x.shape[0]}), got shape {tuple(t.shape)}"
+        )
     return t
 
 # %% ../nbs/lib/16_unets.ipynb #35300688
-def _check_labels(model, class_labels, x:torch.Tensor)->torch.Tensor|None:
+def _check_labels(model, class_labels, x: torch.Tensor) -> torch.Tensor | None:
     "The labels as a [B] long tensor, or a clear error when they do not fit the model."
     n = model.num_classes
     if n is None:
-        if class_labels is None: return None
-        raise ValueError("this SmallUNet was built without num_classes, so it takes no class_labels; "
-                         "build it with SmallUNet(num_classes=...) to condition on classes")
+        if class_labels is None:
+            return None
+        raise ValueError(
+            "this SmallUNet was built without num_classes, so it takes no class_labels; "
+            "build it with SmallUNet(num_classes=...) to condition on classes"
+        )
     if class_labels is None:
-        raise ValueError(f"this SmallUNet is class-conditioned (num_classes={n}): pass class_labels, one label per image "
-                         f"in 0..{n - 1}, or {n} (the null class) for an unconditional prediction")
+        raise ValueError(
+            f"this SmallUNet is class-conditioned (num_classes={n}): pass class_labels, one label per image "
+            f"in 0..{n - 1}, or {n} (the null class) for an unconditional prediction"
+        )
     labels = torch.as_tensor(class_labels, device=x.device)
-    if labels.is_floating_point() or labels.is_complex(): raise TypeError(f"class_labels must be integers, got {labels.dtype}")
-    if labels.ndim == 0 or labels.shape == (1,): labels = labels.reshape(()).expand(x.shape[0])
-    if labels.shape != (x.shape[0],): raise ValueError(f"class_labels must have one label per image ({x.shape[0]}), got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"class_labels must be integers, got {labels.dtype}")
+    if labels.ndim == 0 or labels.shape == (1,):
+        labels = labels.reshape(()).expand(x.shape[0])
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"class_labels must have one label per image ({x.shape[0]}), got shape {tuple(labels.shape)}")
     if labels.numel() and (labels.min() < 0 or labels.max() > n):
-        raise ValueError(f"class_labels must be in 0..{n} ({n} is the null class), got values from {labels.min().item()} to {labels.max().item()}")
+        raise ValueError(
+            f"class_labels must be in 0..{n} ({n} is the null class), got values from {labels.min().item()} to {labels.max().item()}"
+        )
     return labels.long()
 
 # %% ../nbs/lib/16_unets.ipynb #03f53c44
 class SmallUNet(nn.Module):
     "A small UNet for diffusion: timestep (and optional class) conditioning, residual blocks, attention at the bottom."
-    def __init__(self,
-                 in_channels:int=1, # Channels of the input image
-                 out_channels:int=1, # Channels of the prediction
-                 widths:tuple=(32, 64, 128), # Channels per resolution level, highest resolution first
-                 blocks_per_level:int=1, # Residual blocks per level, on the way down and on the way up
-                 attention:bool=True, # Self-attention between the two middle blocks (lowest resolution)
-                 attention_heads:int=4, # Heads of that attention; must divide `widths[-1]`
-                 num_classes:int|None=None, # Class-conditioned on labels 0..num_classes-1 (+ null label num_classes); None: unconditional
-                 conditioning:str="add", # How blocks use the time/class vector: "add" or "film" (scale and shift)
-                 time_dim:int|None=None, # Size of the time/class vector; None: 4 * widths[0]
-                 norm_groups:int=8, # Groups of every GroupNorm; must divide every width
-                 dropout:float=0.0, # Dropout inside the residual blocks
-                 sample_size:int|None=None, # Image size, recorded in `config` for samplers that read it (not enforced)
-                ):
+
+    def __init__(
+        self,
+        in_channels: int = 1,  # Channels of the input image
+        out_channels: int = 1,  # Channels of the prediction
+        widths: tuple = (32, 64, 128),  # Channels per resolution level, highest resolution first
+        blocks_per_level: int = 1,  # Residual blocks per level, on the way down and on the way up
+        attention: bool = True,  # Self-attention between the two middle blocks (lowest resolution)
+        attention_heads: int = 4,  # Heads of that attention; must divide `widths[-1]`
+        num_classes: int
+        | None = None,  # Class-conditioned on labels 0..num_classes-1 (+ null label num_classes); None: unconditional
+        conditioning: str = "add",  # How blocks use the time/class vector: "add" or "film" (scale and shift)
+        time_dim: int | None = None,  # Size of the time/class vector; None: 4 * widths[0]
+        norm_groups: int = 8,  # Groups of every GroupNorm; must divide every width
+        dropout: float = 0.0,  # Dropout inside the residual blocks
+        sample_size: int | None = None,  # Image size, recorded in `config` for samplers that read it (not enforced)
+    ):
         super().__init__()
         widths = _check_widths(widths, norm_groups, attention_heads, attention)
         blocks_per_level = _check_positive_int("blocks_per_level", blocks_per_level)
         self.num_classes = _check_num_classes(num_classes)
         emb_dim = time_dim or 4 * widths[0]
-        self.config = SimpleNamespace(in_channels=in_channels, out_channels=out_channels, sample_size=sample_size,
-                                      widths=widths, num_classes=self.num_classes, num_levels=len(widths))
+        self.config = SimpleNamespace(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            sample_size=sample_size,
+            widths=widths,
+            num_classes=self.num_classes,
+            num_levels=len(widths),
+        )
         self.time_embedding = TimeEmbedding(widths[0], emb_dim)
         self.class_embedding = nn.Embedding(self.num_classes + 1, emb_dim) if self.num_classes else None
         block = lambda i, o: ResBlock(i, o, emb_dim, norm_groups, conditioning, dropout)
@@ -282,60 +359,73 @@ class SmallUNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
 
     @property
-    def null_class(self)->int|None:
+    def null_class(self) -> int | None:
         "The label meaning 'no class' (for classifier-free guidance), or None for an unconditional model."
         return self.num_classes
 
-    def forward(self,
-                x:torch.Tensor, # [B, in_channels, H, W] noisy images; H and W multiples of 2**(levels-1)
-                t, # Timesteps: a number, a 0-d tensor, or a [B] tensor
-                class_labels=None, # [B] integer labels (required iff the model has `num_classes`)
-               )->torch.Tensor: # [B, out_channels, H, W]
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, in_channels, H, W] noisy images; H and W multiples of 2**(levels-1)
+        t,  # Timesteps: a number, a 0-d tensor, or a [B] tensor
+        class_labels=None,  # [B] integer labels (required iff the model has `num_classes`)
+    ) -> torch.Tensor:  # [B, out_channels, H, W]
         "Predict from noisy images `x` at timesteps `t` (and class labels): returns a tensor shaped like `x`."
         _check_input(self, x)
         labels = _check_labels(self, class_labels, x)
         emb = self.time_embedding(_timesteps(t, x))  # [B, emb_dim]
-        if labels is not None: emb = emb + self.class_embedding(labels)
+        if labels is not None:
+            emb = emb + self.class_embedding(labels)
         h, skips = self.conv_in(x), []
         for i, blocks in enumerate(self.down_blocks):
-            for b in blocks: h = b(h, emb)
+            for b in blocks:
+                h = b(h, emb)
             skips.append(h)
-            if i < len(self.downsamplers): h = self.downsamplers[i](h)
+            if i < len(self.downsamplers):
+                h = self.downsamplers[i](h)
         h = self.mid_block1(h, emb)
-        if self.mid_attn is not None: h = self.mid_attn(h)
+        if self.mid_attn is not None:
+            h = self.mid_attn(h)
         h = self.mid_block2(h, emb)
         for i, blocks in enumerate(self.up_blocks):
             h = torch.cat([h, skips.pop()], dim=1)  # [B, 2*w, H_level, W_level]
-            for b in blocks: h = b(h, emb)
-            if i < len(self.upsamplers): h = self.upsamplers[i](h)
+            for b in blocks:
+                h = b(h, emb)
+            if i < len(self.upsamplers):
+                h = self.upsamplers[i](h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 # %% ../nbs/lib/16_unets.ipynb #c7d31252
-def train_step_fn(model:nn.Module, # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
-                  size:int=28, # Image size (square)
-                  batch_size:int=64, # Images per step
-                  in_channels:int=1, # Channels of the images
-                  num_classes:int|None=None, # Pass random class labels in 0..num_classes-1
-                 ): # A function that runs one step
+def train_step_fn(
+    model: nn.Module,  # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
+    size: int = 28,  # Image size (square)
+    batch_size: int = 64,  # Images per step
+    in_channels: int = 1,  # Channels of the images
+    num_classes: int | None = None,  # Pass random class labels in 0..num_classes-1
+):  # A function that runs one step
     "One forward+backward training step of `model` on fixed random images, as a function to time."
     x, t = torch.randn(batch_size, in_channels, size, size), torch.randint(0, 1000, (batch_size,))
     kw = {"class_labels": torch.randint(0, num_classes, (batch_size,))} if num_classes else {}
+
     def step():
         out = model(x, t, **kw)
         getattr(out, "sample", out).pow(2).mean().backward()
         model.zero_grad(set_to_none=True)
+
     return step
 
-def train_speed(model:nn.Module, # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
-                size:int=28, # Image size (square)
-                batch_size:int=64, # Images per step
-                steps:int=3, # Timed steps, after one warm-up step
-                in_channels:int=1, # Channels of the images
-                num_classes:int|None=None, # Pass random class labels in 0..num_classes-1
-               )->float: # Images per second
+
+def train_speed(
+    model: nn.Module,  # Called as model(x, t[, class_labels=...]); may return an object with `.sample`
+    size: int = 28,  # Image size (square)
+    batch_size: int = 64,  # Images per step
+    steps: int = 3,  # Timed steps, after one warm-up step
+    in_channels: int = 1,  # Channels of the images
+    num_classes: int | None = None,  # Pass random class labels in 0..num_classes-1
+) -> float:  # Images per second
     "Forward+backward training throughput of `model` on random images, in images per second."
     step = train_step_fn(model, size, batch_size, in_channels, num_classes)
     step()
     start = time.perf_counter()
-    for _ in range(steps): step()
+    for _ in range(steps):
+        step()
     return steps * batch_size / (time.perf_counter() - start)

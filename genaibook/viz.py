@@ -20,133 +20,182 @@ from PIL import Image
 from .core import check_int, pil_to_tensor
 
 # %% ../nbs/lib/01_viz.ipynb #86bef2eb
-def to_hwc(im)->np.ndarray: # [H, W] or [H, W, C] with C in (3, 4)
+def to_hwc(im) -> np.ndarray:  # [H, W] or [H, W, C] with C in (3, 4)
     "Convert a PIL image, a channels-first tensor or an array to a NumPy image matplotlib can draw."
-    if isinstance(im, Image.Image): arr = np.asarray(im)
+    if isinstance(im, Image.Image):
+        arr = np.asarray(im)
     elif isinstance(im, torch.Tensor):
         arr = im.detach().float().cpu().numpy()
-        if arr.ndim == 3: arr = arr.transpose(1, 2, 0)
+        if arr.ndim == 3:
+            arr = arr.transpose(1, 2, 0)
     elif isinstance(im, np.ndarray):
         arr = im
-        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4): arr = arr.transpose(1, 2, 0)
-    else: raise TypeError(f"Cannot show an object of type {type(im).__name__}: pass a PIL image, a tensor or a NumPy array")
-    if arr.ndim == 3 and arr.shape[-1] == 1: arr = arr[..., 0]
+        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+            arr = arr.transpose(1, 2, 0)
+    else:
+        raise TypeError(
+            f"Cannot show an object of type {type(im).__name__}: pass a PIL image, a tensor or a NumPy array"
+        )
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
     if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[-1] in (3, 4)):
-        raise ValueError(f"Cannot show an image of shape {tuple(im.shape if hasattr(im, 'shape') else arr.shape)}: "
-                         "expected [H, W], [C, H, W] (tensor) or [H, W, C] (array) with 1, 3 or 4 channels. "
-                         "For a batch, use show_images.")
+        raise ValueError(
+            f"Cannot show an image of shape {tuple(im.shape if hasattr(im, 'shape') else arr.shape)}: "
+            "expected [H, W], [C, H, W] (tensor) or [H, W, C] (array) with 1, 3 or 4 channels. "
+            "For a batch, use show_images."
+        )
     return arr
 
-def display_range(arr:np.ndarray, # An image from `to_hwc`
-                 )->tuple[np.ndarray, dict]: # The array to draw and extra `imshow` arguments
+
+def display_range(
+    arr: np.ndarray,  # An image from `to_hwc`
+) -> tuple[np.ndarray, dict]:  # The array to draw and extra `imshow` arguments
     "Map an image's values to what `imshow` expects, following the table above."
-    if arr.dtype == bool: arr = arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer): return arr, ({"vmin": 0, "vmax": 255} if arr.ndim == 2 else {})
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr, ({"vmin": 0, "vmax": 255} if arr.ndim == 2 else {})
     arr = arr.astype(np.float32)
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    if lo >= 0 and hi <= 1: return arr, ({"vmin": 0, "vmax": 1} if arr.ndim == 2 else {})
-    if lo >= -1 and hi <= 1: return (arr + 1) / 2, ({"vmin": 0, "vmax": 1} if arr.ndim == 2 else {})
+    if lo >= 0 and hi <= 1:
+        return arr, ({"vmin": 0, "vmax": 1} if arr.ndim == 2 else {})
+    if lo >= -1 and hi <= 1:
+        return (arr + 1) / 2, ({"vmin": 0, "vmax": 1} if arr.ndim == 2 else {})
     return (arr, {}) if arr.ndim == 2 else (arr.clip(0, 1), {})
 
 # %% ../nbs/lib/01_viz.ipynb #57399c7d
-def _single_channel_cmap()->str: # A colormap name
+def _single_channel_cmap() -> str:  # A colormap name
     "The colormap for single-channel images: the user's `rcParams['image.cmap']` if they changed it, else 'gray'."
     chosen = mpl.rcParams["image.cmap"]
     return "gray" if chosen == mpl.rcParamsDefault["image.cmap"] else chosen
 
-def show_image(im, # A PIL image, a tensor [C, H, W] or [H, W], or an array [H, W, C] or [H, W]
-               ax=None, # Axis to draw on; a new figure is made if None
-               figsize:tuple|None=None, # Size of the new figure, in inches
-               title:str|None=None, # Title above the image
-               noframe:bool=True, # Hide the ticks and the frame
-               **kwargs, # Passed on to `plt.imshow` (e.g. `cmap`, `vmin`, `vmax`)
-              ): # The matplotlib axis
+
+def show_image(
+    im,  # A PIL image, a tensor [C, H, W] or [H, W], or an array [H, W, C] or [H, W]
+    ax=None,  # Axis to draw on; a new figure is made if None
+    figsize: tuple | None = None,  # Size of the new figure, in inches
+    title: str | None = None,  # Title above the image
+    noframe: bool = True,  # Hide the ticks and the frame
+    **kwargs,  # Passed on to `plt.imshow` (e.g. `cmap`, `vmin`, `vmax`)
+):  # The matplotlib axis
     "Show one image, mapping its value range as `display_range` describes; a single channel in grey by default."
     arr, range_kwargs = display_range(to_hwc(im))
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
-    if arr.ndim == 2: kwargs.setdefault("cmap", _single_channel_cmap())
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    if arr.ndim == 2:
+        kwargs.setdefault("cmap", _single_channel_cmap())
     ax.imshow(arr, **{**range_kwargs, **kwargs})
-    if title is not None: ax.set_title(title)
-    ax.set_xticks([]); ax.set_yticks([])
-    if noframe: ax.axis("off")
+    if title is not None:
+        ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if noframe:
+        ax.axis("off")
     return ax
 
 # %% ../nbs/lib/01_viz.ipynb #5da5b629
-def subplots(nrows:int=1, # Number of rows of axes
-             ncols:int=1, # Number of columns of axes
-             figsize:tuple|None=None, # Figure size in inches; default `(ncols*imsize, nrows*imsize)`
-             imsize:float=3, # Size of each image, in inches
-             suptitle:str|None=None, # Title of the whole figure
-             **kwargs, # Passed on to `plt.subplots`
-            ): # (fig, axs), where `axs` is always a NumPy array of axes
+def subplots(
+    nrows: int = 1,  # Number of rows of axes
+    ncols: int = 1,  # Number of columns of axes
+    figsize: tuple | None = None,  # Figure size in inches; default `(ncols*imsize, nrows*imsize)`
+    imsize: float = 3,  # Size of each image, in inches
+    suptitle: str | None = None,  # Title of the whole figure
+    **kwargs,  # Passed on to `plt.subplots`
+):  # (fig, axs), where `axs` is always a NumPy array of axes
     "A figure and an array of axes sized for images."
-    if figsize is None: figsize = (ncols * imsize, nrows * imsize)
+    if figsize is None:
+        figsize = (ncols * imsize, nrows * imsize)
     fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
-    if suptitle is not None: fig.suptitle(suptitle)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
     return fig, (axs.reshape(-1) if 1 in (nrows, ncols) else axs)
 
-def grid_shape(n:int, # Number of images
-               nrows:int|None=None, # Rows wanted, if any
-               ncols:int|None=None, # Columns wanted, if any
-              )->tuple[int, int]: # (nrows, ncols) with nrows*ncols >= n
+
+def grid_shape(
+    n: int,  # Number of images
+    nrows: int | None = None,  # Rows wanted, if any
+    ncols: int | None = None,  # Columns wanted, if any
+) -> tuple[int, int]:  # (nrows, ncols) with nrows*ncols >= n
     "Rows and columns for `n` images: near-square by default, else completing what was given."
     n = check_int("n", n)
     nrows, ncols = check_int("nrows", nrows, none_ok=True), check_int("ncols", ncols, none_ok=True)
-    if nrows is None and ncols is None: nrows = max(1, int(math.sqrt(n)))
-    if ncols is None: ncols = math.ceil(n / nrows)
-    if nrows is None: nrows = math.ceil(n / ncols)
-    if nrows * ncols < n: raise ValueError(f"A {nrows}x{ncols} grid has room for {nrows*ncols} images, not {n}")
+    if nrows is None and ncols is None:
+        nrows = max(1, int(math.sqrt(n)))
+    if ncols is None:
+        ncols = math.ceil(n / nrows)
+    if nrows is None:
+        nrows = math.ceil(n / ncols)
+    if nrows * ncols < n:
+        raise ValueError(f"A {nrows}x{ncols} grid has room for {nrows * ncols} images, not {n}")
     return int(nrows), int(ncols)
 
-def get_grid(n:int, # Number of axes needed
-             nrows:int|None=None, # Number of rows; default near-square
-             ncols:int|None=None, # Number of columns; default `ceil(n/nrows)`
-             title:str|None=None, # Title of the figure
-             weight:str="bold", # Font weight of the title
-             size:int=14, # Font size of the title
-             **kwargs, # Passed on to `subplots` (`imsize`, `figsize`, `suptitle`...)
-            ): # (fig, axs)
+
+def get_grid(
+    n: int,  # Number of axes needed
+    nrows: int | None = None,  # Number of rows; default near-square
+    ncols: int | None = None,  # Number of columns; default `ceil(n/nrows)`
+    title: str | None = None,  # Title of the figure
+    weight: str = "bold",  # Font weight of the title
+    size: int = 14,  # Font size of the title
+    **kwargs,  # Passed on to `subplots` (`imsize`, `figsize`, `suptitle`...)
+):  # (fig, axs)
     "A grid of at least `n` axes; the spare ones are hidden."
     nrows, ncols = grid_shape(n, nrows, ncols)
     fig, axs = subplots(nrows, ncols, **kwargs)
-    for ax in axs.flat[n:]: ax.set_axis_off()
-    if title is not None: fig.suptitle(title, weight=weight, size=size)
+    for ax in axs.flat[n:]:
+        ax.set_axis_off()
+    if title is not None:
+        fig.suptitle(title, weight=weight, size=size)
     return fig, axs
 
 # %% ../nbs/lib/01_viz.ipynb #6e83c0ee
-def _as_image_list(ims)->list:
+def _as_image_list(ims) -> list:
     "A list of single images from a list, a batch tensor/array `[N, ...]`, a dataset column, or one PIL image."
-    if isinstance(ims, Image.Image): return [ims]
+    if isinstance(ims, Image.Image):
+        return [ims]
     if isinstance(ims, (torch.Tensor, np.ndarray)):
-        if ims.ndim not in (3, 4): raise ValueError(f"A batch of images must be 3-D [N, H, W] or 4-D [N, C, H, W], got shape {tuple(ims.shape)}")
+        if ims.ndim not in (3, 4):
+            raise ValueError(
+                f"A batch of images must be 3-D [N, H, W] or 4-D [N, C, H, W], got shape {tuple(ims.shape)}"
+            )
         return list(ims)
-    try: return list(ims)
-    except TypeError: raise TypeError(f"show_images needs a list or a batch of images, got {type(ims).__name__}") from None
+    try:
+        return list(ims)
+    except TypeError:
+        raise TypeError(f"show_images needs a list or a batch of images, got {type(ims).__name__}") from None
 
-def show_images(ims, # A list of images, a batch tensor [N, C, H, W] or [N, H, W], or an array [N, H, W, C]
-                nrows:int|None=None, # Number of rows in the grid
-                ncols:int|None=None, # Number of columns in the grid
-                titles:list|None=None, # A title per image (may be shorter than `ims`)
-                **kwargs, # Passed on to `get_grid` (`imsize`, `figsize`, `suptitle`, `title`...)
-               ):
+
+def show_images(
+    ims,  # A list of images, a batch tensor [N, C, H, W] or [N, H, W], or an array [N, H, W, C]
+    nrows: int | None = None,  # Number of rows in the grid
+    ncols: int | None = None,  # Number of columns in the grid
+    titles: list | None = None,  # A title per image (may be shorter than `ims`)
+    **kwargs,  # Passed on to `get_grid` (`imsize`, `figsize`, `suptitle`, `title`...)
+):
     "Show images in a grid, with optional titles."
     ims = _as_image_list(ims)
-    if not ims: raise ValueError("show_images needs at least one image, got none")
-    if titles is not None and len(titles) > len(ims): raise ValueError(f"Got {len(titles)} titles for {len(ims)} images")
+    if not ims:
+        raise ValueError("show_images needs at least one image, got none")
+    if titles is not None and len(titles) > len(ims):
+        raise ValueError(f"Got {len(titles)} titles for {len(ims)} images")
     _, axs = get_grid(len(ims), nrows, ncols, **kwargs)
-    for im, title, ax in zip(ims, list(titles or []) + [None] * len(ims), axs.flat): show_image(im, ax=ax, title=title)
+    for im, title, ax in zip(ims, list(titles or []) + [None] * len(ims), axs.flat):
+        show_image(im, ax=ax, title=title)
 
 # %% ../nbs/lib/01_viz.ipynb #fcaf9167
-def tensor_grid(images, # [N, C, H, W] (C = 1 or 3) or [N, H, W] images: a tensor or an array
-                nrow:int=8, # Images per row
-                padding:int=2, # Pixels between images
-                pad_value:float=1.0, # Colour of the border, in [0, 1] (1 is white)
-                value_range:tuple=(0, 1), # The range of `images`: (0, 1), or (-1, 1) for samplers' output
-               )->torch.Tensor: # [3, H', W'] float in [0, 1], on the CPU
+def tensor_grid(
+    images,  # [N, C, H, W] (C = 1 or 3) or [N, H, W] images: a tensor or an array
+    nrow: int = 8,  # Images per row
+    padding: int = 2,  # Pixels between images
+    pad_value: float = 1.0,  # Colour of the border, in [0, 1] (1 is white)
+    value_range: tuple = (0, 1),  # The range of `images`: (0, 1), or (-1, 1) for samplers' output
+) -> torch.Tensor:  # [3, H', W'] float in [0, 1], on the CPU
     "Tile a batch of images into one image, mapping `value_range` to [0, 1] and clamping."
     from torchvision.utils import make_grid
+
     x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    if x.ndim == 3: x = x[:, None]
+    if x.ndim == 3:
+        x = x[:, None]
     if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
         raise ValueError(f"images must be a non-empty [N, 1 or 3, H, W] or [N, H, W] batch, got shape {tuple(x.shape)}")
     lo, hi = value_range
@@ -154,8 +203,9 @@ def tensor_grid(images, # [N, C, H, W] (C = 1 or 3) or [N, H, W] images: a tenso
     return make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
 
 # %% ../nbs/lib/01_viz.ipynb #1f3de244
-def tensor_to_pil(image:torch.Tensor, # [3, H, W] or [1, H, W] floats in [0, 1] (a `tensor_grid`, for instance)
-                 )->Image.Image: # An RGB image
+def tensor_to_pil(
+    image: torch.Tensor,  # [3, H, W] or [1, H, W] floats in [0, 1] (a `tensor_grid`, for instance)
+) -> Image.Image:  # An RGB image
     "An image tensor in [0, 1] as an RGB PIL image, rounded to 8 bits (the inverse of `pil_to_tensor`)."
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] not in (1, 3):
         got = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
@@ -163,30 +213,37 @@ def tensor_to_pil(image:torch.Tensor, # [3, H, W] or [1, H, W] floats in [0, 1] 
     pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).expand(3, -1, -1)
     return Image.fromarray(pixels.permute(1, 2, 0).numpy())
 
-def image_grid(imgs:list, # PIL images (at most rows*cols)
-               rows:int, # Number of rows
-               cols:int, # Number of columns
-              )->Image.Image:
+
+def image_grid(
+    imgs: list,  # PIL images (at most rows*cols)
+    rows: int,  # Number of rows
+    cols: int,  # Number of columns
+) -> Image.Image:
     "Paste PIL images row by row into a rows×cols grid, each cell the size of the first image."
-    if not imgs: raise ValueError("image_grid needs at least one image")
+    if not imgs:
+        raise ValueError("image_grid needs at least one image")
     if not all(isinstance(im, Image.Image) for im in imgs):
         raise TypeError(f"image_grid takes PIL images, got {sorted({type(im).__name__ for im in imgs})}")
     rows, cols = check_int("rows", rows), check_int("cols", cols)
-    if len(imgs) > rows * cols: raise ValueError(f"{len(imgs)} images do not fit in a {rows}x{cols} grid")
+    if len(imgs) > rows * cols:
+        raise ValueError(f"{len(imgs)} images do not fit in a {rows}x{cols} grid")
     size = imgs[0].size
     cells = [pil_to_tensor(im.convert("RGB").resize(size)) for im in imgs]
     cells += [torch.zeros_like(cells[0])] * (rows * cols - len(cells))  # empty cells are black
     return tensor_to_pil(tensor_grid(torch.stack(cells), nrow=cols, padding=0))
 
 # %% ../nbs/lib/01_viz.ipynb #cbc0838c
-def _num_train_timesteps(scheduler)->int:
+def _num_train_timesteps(scheduler) -> int:
     "The number of training timesteps, from a scheduler's attribute or its diffusers config."
     n = getattr(scheduler, "num_train_timesteps", None)
-    if n is None: n = getattr(getattr(scheduler, "config", None), "num_train_timesteps", None)
-    if n is None: raise TypeError(f"{type(scheduler).__name__} has neither alphas_cumprod nor num_train_timesteps to plot")
+    if n is None:
+        n = getattr(getattr(scheduler, "config", None), "num_train_timesteps", None)
+    if n is None:
+        raise TypeError(f"{type(scheduler).__name__} has neither alphas_cumprod nor num_train_timesteps to plot")
     return int(n)
 
-def schedule_coefficients(scheduler)->tuple[np.ndarray, np.ndarray]: # (signal, noise), one value per timestep
+
+def schedule_coefficients(scheduler) -> tuple[np.ndarray, np.ndarray]:  # (signal, noise), one value per timestep
     "The signal and noise coefficients of a scheduler over its training timesteps."
     abar = getattr(scheduler, "alphas_cumprod", None)
     if abar is None:
@@ -195,50 +252,68 @@ def schedule_coefficients(scheduler)->tuple[np.ndarray, np.ndarray]: # (signal, 
     abar = torch.as_tensor(abar, dtype=torch.float64).cpu().numpy()
     return np.sqrt(abar), np.sqrt(1 - abar)
 
-def plot_scheduler(scheduler, # A scheduler with `alphas_cumprod`, or with `num_train_timesteps` only (linear)
-                   ax=None, # Axis to draw on; a new figure is made if None
-                   plot_both:bool=True, # Also draw the noise coefficient
-                   label:str|None=None, # Legend label of the signal curve
-                  ): # The matplotlib axis
+
+def plot_scheduler(
+    scheduler,  # A scheduler with `alphas_cumprod`, or with `num_train_timesteps` only (linear)
+    ax=None,  # Axis to draw on; a new figure is made if None
+    plot_both: bool = True,  # Also draw the noise coefficient
+    label: str | None = None,  # Legend label of the signal curve
+):  # The matplotlib axis
     "Plot a scheduler's signal coefficient √ᾱ_t (and noise coefficient √(1-ᾱ_t)) against t."
     signal, noise = schedule_coefficients(scheduler)
-    if ax is None: _, ax = plt.subplots(figsize=(6, 4))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
     ax.plot(signal, label=label or r"$\sqrt{\bar\alpha_t}$", c="C0" if plot_both else None)
-    if plot_both: ax.plot(noise, label=r"$\sqrt{1 - \bar\alpha_t}$", c="C1")
-    ax.set_xlabel("timestep t"); ax.legend()
+    if plot_both:
+        ax.plot(noise, label=r"$\sqrt{1 - \bar\alpha_t}$", c="C1")
+    ax.set_xlabel("timestep t")
+    ax.legend()
     return ax
 
 # %% ../nbs/lib/01_viz.ipynb #e39c5560
-def _grid_image(batch:torch.Tensor, nrow:int=4)->np.ndarray:
+def _grid_image(batch: torch.Tensor, nrow: int = 4) -> np.ndarray:
     "A [-1, 1] batch [N, C, H, W] as one [0, 1] image grid with black borders, channels last."
     return tensor_grid(batch, nrow=nrow, pad_value=0.0, value_range=(-1, 1)).permute(1, 2, 0).numpy()
 
-def plot_noise_and_denoise(scheduler_output, # What `scheduler.step(...)` returned: `prev_sample`, `pred_original_sample`
-                           step:int, # The step number, for the titles
-                          ): # (fig, axs)
+
+def plot_noise_and_denoise(
+    scheduler_output,  # What `scheduler.step(...)` returned: `prev_sample`, `pred_original_sample`
+    step: int,  # The step number, for the titles
+):  # (fig, axs)
     "Show the current noisy samples and the scheduler's predicted clean images side by side."
     current = getattr(scheduler_output, "prev_sample", None)
-    if current is None: raise TypeError(f"Expected a scheduler step output with prev_sample, got {type(scheduler_output).__name__}")
+    if current is None:
+        raise TypeError(f"Expected a scheduler step output with prev_sample, got {type(scheduler_output).__name__}")
     predicted = getattr(scheduler_output, "pred_original_sample", None)
     panels = [(current, f"Current x (step {step})")]
-    if predicted is not None: panels.append((predicted, f"Predicted denoised images (step {step})"))
+    if predicted is not None:
+        panels.append((predicted, f"Predicted denoised images (step {step})"))
     fig, axs = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (batch, title) in zip(axs.flat, panels):
-        ax.imshow(_grid_image(batch)); ax.set_title(title); ax.axis("off")
+        ax.imshow(_grid_image(batch))
+        ax.set_title(title)
+        ax.axis("off")
     return fig, axs[0]
 
 # %% ../nbs/lib/01_viz.ipynb #4c013fbe
 class _PythonSource(str):
     "Source code that Jupyter and Quarto display as a highlighted Python block."
-    def _repr_markdown_(self)->str:
+
+    def _repr_markdown_(self) -> str:
         ticks = max(3, 1 + max(map(len, re.findall("`+", self)), default=0))  # a fence longer than any run inside
         return f"{'`' * ticks}python\n{self.rstrip()}\n{'`' * ticks}"
-    def _repr_pretty_(self, p, cycle): p.text(str(self))  # IPython in a terminal: the code, not a quoted string
 
-def show_code(obj, # A function, class or method
-             )->str: # Its source code (a `str` that notebooks display highlighted)
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))  # IPython in a terminal: the code, not a quoted string
+
+
+def show_code(
+    obj,  # A function, class or method
+) -> str:  # Its source code (a `str` that notebooks display highlighted)
     "The source of `obj`, displayed as highlighted Python when it is a notebook cell's value."
     import inspect
-    try: return _PythonSource(inspect.getsource(obj))
+
+    try:
+        return _PythonSource(inspect.getsource(obj))
     except TypeError:
         raise TypeError(f"show_code needs a function, class or method, got {type(obj).__name__}") from None

@@ -9,6 +9,7 @@ Where a check belongs:
 - bench/ holds speed and quality measurements (import time, steps per second, FID against training time). Their numbers
   are recorded in bench/results and quoted in the chapters; tests never assert them, because they depend on the machine.
 """
+
 import ast
 import os
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests never reach the Hub: they read the seeded stand-in cache. Set before any Hugging Face library is imported.
 from genaibook.offline import default_home, seed  # noqa: E402 (stdlib-only at import time)
+
 os.environ["HF_HOME"] = str(default_home())
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -34,19 +36,24 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(p for p in (ROOT/"nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
-def run_python(code:str, timeout:float=120) -> subprocess.CompletedProcess:
+def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     "Run `code` in a fresh interpreter that sees this checkout's package, with no GPU and no network."
-    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           **{k: os.environ[k] for k in ("HOME",) if k in os.environ}}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=ROOT)
+    env = {
+        "CUDA_VISIBLE_DEVICES": "",
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **{k: os.environ[k] for k in ("HOME",) if k in os.environ},
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
-def modules_loaded_by(statement:str, modules) -> list[str]:
+def modules_loaded_by(statement: str, modules) -> list[str]:
     "Which of `modules` are in `sys.modules` after running `statement` (an import) in a fresh interpreter."
     r = run_python(f"import sys; {statement}; print(sorted(m for m in {sorted(modules)!r} if m in sys.modules))")
     assert r.returncode == 0, r.stderr
@@ -54,22 +61,29 @@ def modules_loaded_by(statement:str, modules) -> list[str]:
 
 
 def png_bytes(size=(40, 30), color=(200, 30, 30)) -> bytes:
-    buf = BytesIO(); Image.new("RGB", size, color).save(buf, format="PNG"); return buf.getvalue()
+    buf = BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 class _Handler(BaseHTTPRequestHandler):
     routes = {}  # path -> (status, body, headers)
 
     def do_GET(self):
-        if self.path == "/slow": time.sleep(3)
+        if self.path == "/slow":
+            time.sleep(3)
         status, body, headers = self.routes.get(self.path, (404, b"not found", {}))
         self.send_response(status)
-        for k, v in headers.items(): self.send_header(k, v)
+        for k, v in headers.items():
+            self.send_header(k, v)
         self.end_headers()
-        try: self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError): pass
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
-    def log_message(self, *args): pass
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +97,8 @@ def http_server():
         "/slow": (200, png_bytes(), {}),
     }
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
@@ -106,7 +121,8 @@ def _close_figures():
 @pytest.fixture
 def clean_env(monkeypatch):
     "No GENAIBOOK_* or IN_TEST variables, whatever the outer environment sets."
-    for k in ("GENAIBOOK_MODE", "GENAIBOOK_DEVICE", "IN_TEST"): monkeypatch.delenv(k, raising=False)
+    for k in ("GENAIBOOK_MODE", "GENAIBOOK_DEVICE", "IN_TEST"):
+        monkeypatch.delenv(k, raising=False)
     return monkeypatch
 
 
@@ -115,6 +131,7 @@ def pipe(offline_home):
     "The Stable Diffusion 1.5 twin (the real architecture, tiny random weights), one per test module, no progress bars."
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
+
     diffusers_logging.set_verbosity_error()
     p = StableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")
     p.set_progress_bar_config(disable=True)

@@ -1,13 +1,25 @@
 "genaibook.audio: numeric checks of the Riffusion inverse against librosa and a round trip, plus bad inputs."
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from scipy.io import wavfile
 
-from genaibook.audio import (RIFFUSION, generate_long_audio, get_speaker_embeddings, griffin_lim, image_from_spectrogram,
-                             image_from_waveform, mel_filterbank, mel_to_linear, riffusion_stft_params, spectrogram_from_image,
-                             wav_bytes_from_spectrogram_image, waveform_from_spectrogram)
+from genaibook.audio import (
+    RIFFUSION,
+    generate_long_audio,
+    get_speaker_embeddings,
+    griffin_lim,
+    image_from_spectrogram,
+    image_from_waveform,
+    mel_filterbank,
+    mel_to_linear,
+    riffusion_stft_params,
+    spectrogram_from_image,
+    wav_bytes_from_spectrogram_image,
+    waveform_from_spectrogram,
+)
 
 
 def test_filterbank_matches_librosa_htk():
@@ -21,9 +33,10 @@ def test_image_encoding_round_trip():
     S = np.random.default_rng(1).uniform(0, 50**4, size=(16, 9))
     img = image_from_spectrogram(S)
     assert img.size == (9, 16) and img.mode == "RGB"
-    np.testing.assert_allclose(spectrogram_from_image(img) ** 0.25, S ** 0.25, atol=50 / 255 + 1e-6)
+    np.testing.assert_allclose(spectrogram_from_image(img) ** 0.25, S**0.25, atol=50 / 255 + 1e-6)
     # low frequencies are drawn at the bottom of the image
-    loud_low = np.zeros((16, 1)); loud_low[0] = 50**4
+    loud_low = np.zeros((16, 1))
+    loud_low[0] = 50**4
     assert np.asarray(image_from_spectrogram(loud_low))[-1, 0, 0] == 0
 
 
@@ -44,15 +57,18 @@ def test_griffin_lim_converges():
     w = torch.hann_window(256)
     stft = lambda y: torch.stft(y, 512, 64, 256, w, pad_mode="constant", return_complex=True)  # as griffin_lim pads
     mag = stft(x).abs()
+
     def error(n):
         y = griffin_lim(mag, 512, 64, 256, n_iter=n)
         return ((stft(y).abs() - mag).norm() / mag.norm()).item()
+
     e1, e32 = error(1), error(32)
     assert e32 < 0.1 < e1 and e32 < e1 / 3
 
 
 def test_griffin_lim_shape_error():
-    with pytest.raises(ValueError, match="n_fft=512 needs 257"): griffin_lim(torch.rand(100, 4), 512, 64, 256)
+    with pytest.raises(ValueError, match="n_fft=512 needs 257"):
+        griffin_lim(torch.rand(100, 4), 512, 64, 256)
 
 
 @pytest.mark.parametrize("hz", [440, 2000])
@@ -70,19 +86,27 @@ def test_riffusion_round_trip_keeps_pitch_and_loudness(hz):
 def test_loud_images_clip_instead_of_wrapping():
     black = Image.new("RGB", (20, 512), "black")  # every band at max volume: beyond the 16-bit range
     _, samples = wavfile.read(wav_bytes_from_spectrogram_image(black))
-    floats = waveform_from_spectrogram(spectrogram_from_image(black), **riffusion_stft_params(), sample_rate=44_100, n_mels=512)
+    floats = waveform_from_spectrogram(
+        spectrogram_from_image(black), **riffusion_stft_params(), sample_rate=44_100, n_mels=512
+    )
     assert np.abs(floats).max() > 32767  # the reconstruction does overflow 16 bits...
-    np.testing.assert_array_equal(samples, np.clip(floats, -32768, 32767).astype(np.int16))  # ...and is clipped, not wrapped
+    np.testing.assert_array_equal(
+        samples, np.clip(floats, -32768, 32767).astype(np.int16)
+    )  # ...and is clipped, not wrapped
 
 
 def test_bad_spectrogram_inputs():
-    with pytest.raises(TypeError, match="PIL image"): spectrogram_from_image(np.zeros((4, 4)))
-    with pytest.raises(ValueError, match="positive"): spectrogram_from_image(Image.new("RGB", (2, 2)), max_volume=0)
+    with pytest.raises(TypeError, match="PIL image"):
+        spectrogram_from_image(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="positive"):
+        spectrogram_from_image(Image.new("RGB", (2, 2)), max_volume=0)
     with pytest.raises(ValueError, match=r"n_mels=512, frames"):
         waveform_from_spectrogram(np.zeros((10, 5)), 1024, 256, 1024, 22_050, n_mels=512)
 
 
 def test_hub_helpers_explain_offline_failure():  # offline (conftest), and chapter 9's datasets have no stand-ins yet
     for f in (generate_long_audio, get_speaker_embeddings):
-        with pytest.raises(RuntimeError, match="comes from the Hugging Face Hub"): f()
-    with pytest.raises(ValueError, match="must be positive"): generate_long_audio(target_seconds=0)
+        with pytest.raises(RuntimeError, match="comes from the Hugging Face Hub"):
+            f()
+    with pytest.raises(ValueError, match="must be positive"):
+        generate_long_audio(target_seconds=0)

@@ -1,5 +1,6 @@
 """genaibook.autoencoders: the book's parameter counts and shapes, the VAE loss on hand-made tensors, the Learner-form
 losses, the frozen-latent classifier, a VAE trained with genaibook.train.Learner that resumes exactly, and bad inputs."""
+
 import math
 
 import pytest
@@ -7,23 +8,42 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from genaibook.autoencoders import (BOOK_CHANNELS, VAE, AutoEncoder, Decoder, Encoder, FrozenEncoderClassifier,
-                                    VAEEncoder, VAELoss, ae_loss, conv_block, conv_macs, conv_transpose_block,
-                                    encode_dataset, n_params, probe_accuracy, train_probe, vae_loss)
+from genaibook.autoencoders import (
+    BOOK_CHANNELS,
+    VAE,
+    AutoEncoder,
+    Decoder,
+    Encoder,
+    FrozenEncoderClassifier,
+    VAEEncoder,
+    VAELoss,
+    ae_loss,
+    conv_block,
+    conv_macs,
+    conv_transpose_block,
+    encode_dataset,
+    n_params,
+    probe_accuracy,
+    train_probe,
+    vae_loss,
+)
 from genaibook.train import Learner, make_dataloader
 
 SMALL = (4, 8, 8, 16)
 
 
-@pytest.mark.parametrize("make, count", [
-    (lambda: AutoEncoder(1), 17_215_635),  # the book's torchsummary total
-    (lambda: AutoEncoder(1).encoder, 11_034_256),
-    (lambda: AutoEncoder(1).decoder, 6_181_379),
-    (lambda: AutoEncoder(in_channels=1, latent_dims=2), 16_971_907),
-    (lambda: VAE(in_channels=1, latent_dims=2), 16_973_957),
-    (lambda: AutoEncoder(1, latent_dims=16, output="bn_relu"), 17_215_635),
-    (lambda: AutoEncoder(1, latent_dims=16), 17_215_633),  # sigmoid output: no BatchNorm(1) at the end
-])
+@pytest.mark.parametrize(
+    "make, count",
+    [
+        (lambda: AutoEncoder(1), 17_215_635),  # the book's torchsummary total
+        (lambda: AutoEncoder(1).encoder, 11_034_256),
+        (lambda: AutoEncoder(1).decoder, 6_181_379),
+        (lambda: AutoEncoder(in_channels=1, latent_dims=2), 16_971_907),
+        (lambda: VAE(in_channels=1, latent_dims=2), 16_973_957),
+        (lambda: AutoEncoder(1, latent_dims=16, output="bn_relu"), 17_215_635),
+        (lambda: AutoEncoder(1, latent_dims=16), 17_215_633),  # sigmoid output: no BatchNorm(1) at the end
+    ],
+)
 def test_book_parameter_counts(make, count):
     assert n_params(make()) == count
 
@@ -44,14 +64,16 @@ def test_shape_trace():
     x = torch.rand(1, 1, 28, 28)
     shapes = []
     for block in encoder.conv_layers:
-        x = block(x); shapes.append(tuple(x.shape))
+        x = block(x)
+        shapes.append(tuple(x.shape))
     assert shapes == [(1, 128, 14, 14), (1, 256, 7, 7), (1, 512, 3, 3), (1, 1024, 1, 1)]
     assert encoder(torch.rand(1, 1, 28, 28)).shape == (1, 16)
     decoder = Decoder(1)
     h = decoder.linear(torch.randn(64, 16)).reshape(-1, 1024, 4, 4)
     out = []
     for block in decoder.t_conv_layers:
-        h = block(h); out.append(tuple(h.shape[1:]))
+        h = block(h)
+        out.append(tuple(h.shape[1:]))
     assert out == [(512, 7, 7), (256, 14, 14), (1, 28, 28)]
 
 
@@ -87,7 +109,7 @@ def test_blocks():
 def test_vae_loss_by_hand():
     batch = torch.zeros(2, 1, 2, 2)
     reconstructed = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5)])
-    mu, logvar = torch.tensor([[0., 0.], [1., 0.]]), torch.zeros(2, 2)
+    mu, logvar = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.zeros(2, 2)
     loss, rec, kl = vae_loss(batch, reconstructed, mu, logvar)
     assert rec.tolist() == [0.0, 1.0]  # 4 pixels off by 0.5: 4 * 0.25, summed not averaged
     assert kl.tolist() == [0.0, 0.5]  # KL(N(1, 1) || N(0, 1)) = 1/2 * mu^2
@@ -101,7 +123,7 @@ def test_vae_loss_by_hand():
 def test_vae_loss_kl_weight(kl_weight, expected):
     batch = torch.zeros(2, 1, 2, 2)
     reconstructed = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5)])
-    loss, rec, kl = vae_loss(batch, reconstructed, torch.tensor([[0., 0.], [1., 0.]]), torch.zeros(2, 2), kl_weight)
+    loss, rec, kl = vae_loss(batch, reconstructed, torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.zeros(2, 2), kl_weight)
     assert loss.item() == pytest.approx(expected)
     assert kl.tolist() == [0.0, 0.5]  # the returned parts are unweighted
 
@@ -140,13 +162,21 @@ def test_vae_trains_with_learner_and_resumes_exactly(tmp_path):
 
     def learner(ckpt_dir):
         torch.manual_seed(1)
-        return Learner(VAE(1, 2, channels=SMALL), make_dataloader(data, batch_size=8, seed=3), VAELoss(),
-                       lr=1e-3, ckpt_dir=ckpt_dir, device="cpu", progress=False, log_every=1)
+        return Learner(
+            VAE(1, 2, channels=SMALL),
+            make_dataloader(data, batch_size=8, seed=3),
+            VAELoss(),
+            lr=1e-3,
+            ckpt_dir=ckpt_dir,
+            device="cpu",
+            progress=False,
+            log_every=1,
+        )
 
-    full = learner(tmp_path/"full").fit(steps=10)
-    first = learner(tmp_path/"split").fit(steps=4)
+    full = learner(tmp_path / "full").fit(steps=10)
+    first = learner(tmp_path / "split").fit(steps=4)
     assert first.step == 4
-    resumed = learner(tmp_path/"split").fit(steps=10)  # loads last.pt and continues
+    resumed = learner(tmp_path / "split").fit(steps=10)  # loads last.pt and continues
     assert resumed.history["loss"] == pytest.approx(full.history["loss"], rel=1e-5)
     assert set(full.history) >= {"loss", "reconstruction_loss", "kl_loss"}
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
@@ -157,8 +187,14 @@ def test_autoencoder_learns_on_a_tiny_set():
     "A few hundred steps on 64 fixed images lower the reconstruction error clearly."
     torch.manual_seed(0)
     data = (torch.rand(64, 1, 28, 28) > 0.7).float()
-    learn = Learner(AutoEncoder(1, 8, channels=SMALL), make_dataloader(data, batch_size=16), ae_loss, lr=3e-3,
-                    device="cpu", progress=False)
+    learn = Learner(
+        AutoEncoder(1, 8, channels=SMALL),
+        make_dataloader(data, batch_size=16),
+        ae_loss,
+        lr=3e-3,
+        device="cpu",
+        progress=False,
+    )
     before = learn.evaluate(DataLoader(data, batch_size=32))["loss"]
     learn.fit(steps=150)
     assert learn.evaluate(DataLoader(data, batch_size=32))["loss"] < 0.8 * before
@@ -196,27 +232,41 @@ def test_conv_macs_scales_with_width():
     assert 3.5 < book / half < 4.5
 
 
-@pytest.mark.parametrize("make, exc, message", [
-    (lambda: Encoder(1)(torch.rand(4, 1, 32, 32)), ValueError, "28x28"),
-    (lambda: Encoder(1)(torch.rand(1, 28, 28)), ValueError, r"x\[None\]"),
-    (lambda: Encoder(1)(torch.rand(4, 3, 28, 28)), ValueError, r"\[N, 1, 28, 28\]"),
-    (lambda: Encoder(1).train()(torch.rand(1, 1, 28, 28)), ValueError, "model.eval()"),
-    (lambda: AutoEncoder(1, 2, channels=SMALL)(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)), TypeError, "ToTensor"),
-    (lambda: VAEEncoder(1, 2, channels=SMALL)(torch.rand(2, 1, 64, 64)), ValueError, "28x28"),
-    (lambda: AutoEncoder(1, latent_dims=0), ValueError, "latent_dims must be a positive integer"),
-    (lambda: VAE(1, latent_dims=-3), ValueError, "latent_dims must be a positive integer"),
-    (lambda: AutoEncoder(1, latent_dims=2.5), ValueError, "latent_dims must be a positive integer"),
-    (lambda: AutoEncoder(1, channels=(8, 16, 32)), ValueError, "4 positive integers"),
-    (lambda: AutoEncoder(1, output="tanh"), ValueError, "one of"),
-    (lambda: Decoder(1, 2, channels=SMALL)(torch.randn(3, 5)), ValueError, r"\[N, 2\]"),
-    (lambda: vae_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 5, 5), torch.zeros(2, 2), torch.zeros(2, 2)),
-     ValueError, "differ in shape"),
-    (lambda: vae_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), torch.zeros(3, 2), torch.zeros(3, 2)),
-     ValueError, "latent_dims"),
-    (lambda: VAELoss(kl_weight=-0.1), ValueError, ">= 0"),
-    (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), {"label": torch.zeros(2)}), KeyError, "'image' key"),
-    (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), 3), TypeError, "cannot find images"),
-    (lambda: train_probe(torch.zeros(5, 2), torch.zeros(4)), ValueError, "labels"),
-])
+@pytest.mark.parametrize(
+    "make, exc, message",
+    [
+        (lambda: Encoder(1)(torch.rand(4, 1, 32, 32)), ValueError, "28x28"),
+        (lambda: Encoder(1)(torch.rand(1, 28, 28)), ValueError, r"x\[None\]"),
+        (lambda: Encoder(1)(torch.rand(4, 3, 28, 28)), ValueError, r"\[N, 1, 28, 28\]"),
+        (lambda: Encoder(1).train()(torch.rand(1, 1, 28, 28)), ValueError, "model.eval()"),
+        (
+            lambda: AutoEncoder(1, 2, channels=SMALL)(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)),
+            TypeError,
+            "ToTensor",
+        ),
+        (lambda: VAEEncoder(1, 2, channels=SMALL)(torch.rand(2, 1, 64, 64)), ValueError, "28x28"),
+        (lambda: AutoEncoder(1, latent_dims=0), ValueError, "latent_dims must be a positive integer"),
+        (lambda: VAE(1, latent_dims=-3), ValueError, "latent_dims must be a positive integer"),
+        (lambda: AutoEncoder(1, latent_dims=2.5), ValueError, "latent_dims must be a positive integer"),
+        (lambda: AutoEncoder(1, channels=(8, 16, 32)), ValueError, "4 positive integers"),
+        (lambda: AutoEncoder(1, output="tanh"), ValueError, "one of"),
+        (lambda: Decoder(1, 2, channels=SMALL)(torch.randn(3, 5)), ValueError, r"\[N, 2\]"),
+        (
+            lambda: vae_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 5, 5), torch.zeros(2, 2), torch.zeros(2, 2)),
+            ValueError,
+            "differ in shape",
+        ),
+        (
+            lambda: vae_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), torch.zeros(3, 2), torch.zeros(3, 2)),
+            ValueError,
+            "latent_dims",
+        ),
+        (lambda: VAELoss(kl_weight=-0.1), ValueError, ">= 0"),
+        (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), {"label": torch.zeros(2)}), KeyError, "'image' key"),
+        (lambda: ae_loss(AutoEncoder(1, 2, channels=SMALL), 3), TypeError, "cannot find images"),
+        (lambda: train_probe(torch.zeros(5, 2), torch.zeros(4)), ValueError, "labels"),
+    ],
+)
 def test_bad_inputs(make, exc, message):
-    with pytest.raises(exc, match=message): make()
+    with pytest.raises(exc, match=message):
+        make()

@@ -1,4 +1,5 @@
 "genaibook.demo: the apps build with the expected components; event functions called directly; clear errors; lazy Gradio."
+
 import os
 import sys
 
@@ -9,9 +10,19 @@ from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from genaibook.demo import (FASHION_CLASSES, build_class_demo, build_course_demo, build_hello_demo,  # noqa: E402
-                            build_text_to_image_demo, class_images_fn, demo_components, gradio, greet, images_to_grid,
-                            text_to_image_fn)
+from genaibook.demo import (
+    FASHION_CLASSES,
+    build_class_demo,
+    build_course_demo,
+    build_hello_demo,  # noqa: E402
+    build_text_to_image_demo,
+    class_images_fn,
+    demo_components,
+    gradio,
+    greet,
+    images_to_grid,
+    text_to_image_fn,
+)
 from conftest import modules_loaded_by  # noqa: E402
 
 
@@ -27,6 +38,7 @@ def event_fns(demo):
 
 # ---- text to image --------------------------------------------------------------------------------------------------
 
+
 def test_text_to_image_size_and_seed(pipe):
     fn = text_to_image_fn(pipe, height=64, width=96)
     a = fn("Watercolor illustration of a rose", "", 7.5, 2.0, 42.0)  # sliders and number boxes send floats
@@ -38,9 +50,12 @@ def test_text_to_image_size_and_seed(pipe):
 
 def test_text_to_image_equals_generate(pipe):
     from genaibook.stable_diffusion import generate_images
+
     fn = text_to_image_fn(pipe, height=64, width=64)
     ours = fn("a lighthouse", "fog", 4.0, 2, 5)
-    ref = generate_images(pipe, "a lighthouse", "fog", guidance_scale=4.0, num_inference_steps=2, height=64, width=64, seed=5)[0]
+    ref = generate_images(
+        pipe, "a lighthouse", "fog", guidance_scale=4.0, num_inference_steps=2, height=64, width=64, seed=5
+    )[0]
     assert np.array_equal(np.array(ours), np.array(ref))
     assert np.array_equal(np.array(fn("a lighthouse", "", 4.0, 2, 5)), np.array(fn("a lighthouse", None, 4.0, 2, 5)))
 
@@ -50,22 +65,38 @@ def test_text_to_image_blank_seed_draws_one(pipe):
     assert fn("a cat", "", 1.0, 1, None).size == (64, 64)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("", "", 7.5, 2, 0), "Type a prompt"), (("  ", "", 7.5, 2, 0), "Type a prompt"), ((None, "", 7.5, 2, 0), "Type a prompt"),
-    (("a", "", 7.5, 0, 0), "steps must be an integer from 1 to 100, got 0"),
-    (("a", "", 7.5, 2.5, 0), "steps must be an integer"), (("a", "", 7.5, 101, 0), "from 1 to 100, got 101"),
-    (("a", "", "high", 2, 0), "guidance scale must be a number"), (("a", "", float("nan"), 2, 0), "guidance scale must be a number"),
-    (("a", "", 7.5, 2, -1), "seed must be an integer from 0"), (("a", "", 7.5, 2, 0.5), "seed must be an integer")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("", "", 7.5, 2, 0), "Type a prompt"),
+        (("  ", "", 7.5, 2, 0), "Type a prompt"),
+        ((None, "", 7.5, 2, 0), "Type a prompt"),
+        (("a", "", 7.5, 0, 0), "steps must be an integer from 1 to 100, got 0"),
+        (("a", "", 7.5, 2.5, 0), "steps must be an integer"),
+        (("a", "", 7.5, 101, 0), "from 1 to 100, got 101"),
+        (("a", "", "high", 2, 0), "guidance scale must be a number"),
+        (("a", "", float("nan"), 2, 0), "guidance scale must be a number"),
+        (("a", "", 7.5, 2, -1), "seed must be an integer from 0"),
+        (("a", "", 7.5, 2, 0.5), "seed must be an integer"),
+    ],
+)
 def test_text_to_image_bad_inputs(pipe, args, message):
     gr = gradio()
-    with pytest.raises(gr.Error, match=message): text_to_image_fn(pipe, height=64, width=64)(*args)
+    with pytest.raises(gr.Error, match=message):
+        text_to_image_fn(pipe, height=64, width=64)(*args)
 
 
 def test_text_to_image_demo_components(pipe):
     demo = build_text_to_image_demo(pipe, title="T", description="D")
     assert type(demo).__name__ == "Interface"
-    assert demo_components(demo) == [("Textbox", "Prompt"), ("Textbox", "Negative prompt"), ("Slider", "Guidance scale"),
-                                     ("Slider", "Steps"), ("Number", "Seed"), ("Image", "Image")]
+    assert demo_components(demo) == [
+        ("Textbox", "Prompt"),
+        ("Textbox", "Negative prompt"),
+        ("Slider", "Guidance scale"),
+        ("Slider", "Steps"),
+        ("Number", "Seed"),
+        ("Image", "Image"),
+    ]
     slider = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Guidance scale")
     assert (slider.minimum, slider.maximum, slider.value) == (1, 20, 7.5)
     markdown = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
@@ -74,6 +105,7 @@ def test_text_to_image_demo_components(pipe):
 
 
 # ---- by class -------------------------------------------------------------------------------------------------------
+
 
 def test_class_images_grid_and_seed():
     fn = class_images_fn(fake_generate, FASHION_CLASSES, scale=3)
@@ -88,19 +120,30 @@ def test_class_images_grid_and_seed():
 
 def test_class_images_passes_the_arguments():
     calls = []
+
     def record(*args):
-        calls.append(args); return torch.zeros(args[-1], 3, 4, 4)
+        calls.append(args)
+        return torch.zeros(args[-1], 3, 4, 4)
+
     class_images_fn(record, ["cat", "dog"])("dog", 3.0, 25.0, 9.0, 2.0)
     assert calls == [(1, 3.0, 25, 9, 2)] and all(type(v) is t for v, t in zip(calls[0], (int, float, int, int, int)))
 
 
-@pytest.mark.parametrize("args, message", [
-    (("Hat", 1.0, 10, 0, 4), "unknown class 'Hat': pick one of T-shirt/top, Trouser"), ((10, 1.0, 10, 0, 4), "unknown class 10"),
-    ((None, 1.0, 10, 0, 4), "unknown class None"), (("Bag", 1.0, 0, 0, 4), "steps must be an integer from 1 to 1000"),
-    (("Bag", 1.0, 10, 0, 0), "number of samples must be an integer from 1 to 16"),
-    (("Bag", 1.0, 10, 0, 17), "number of samples"), (("Bag", None, 10, 0, 4), "guidance scale must be a number")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("Hat", 1.0, 10, 0, 4), "unknown class 'Hat': pick one of T-shirt/top, Trouser"),
+        ((10, 1.0, 10, 0, 4), "unknown class 10"),
+        ((None, 1.0, 10, 0, 4), "unknown class None"),
+        (("Bag", 1.0, 0, 0, 4), "steps must be an integer from 1 to 1000"),
+        (("Bag", 1.0, 10, 0, 0), "number of samples must be an integer from 1 to 16"),
+        (("Bag", 1.0, 10, 0, 17), "number of samples"),
+        (("Bag", None, 10, 0, 4), "guidance scale must be a number"),
+    ],
+)
 def test_class_images_bad_inputs(args, message):
-    with pytest.raises(ValueError, match=message): class_images_fn(fake_generate)(*args)
+    with pytest.raises(ValueError, match=message):
+        class_images_fn(fake_generate)(*args)
 
 
 def test_class_images_checks_generate_fn():
@@ -108,22 +151,30 @@ def test_class_images_checks_generate_fn():
         class_images_fn(lambda *a: torch.rand(1, 1, 8, 8))("Bag", 1.0, 5, 0, 4)
     with pytest.raises(ValueError, match=r"\[N, 1 or 3, H, W\]"):
         class_images_fn(lambda *a: torch.rand(a[-1], 2, 8, 8))("Bag", 1.0, 5, 0, 4)
-    with pytest.raises(TypeError, match="generate_fn must be callable"): class_images_fn("model")
+    with pytest.raises(TypeError, match="generate_fn must be callable"):
+        class_images_fn("model")
     for bad in ([], ["a", "a"], "abc", [1, 2]):
-        with pytest.raises(ValueError, match="non-empty list of distinct strings"): class_images_fn(fake_generate, bad)
+        with pytest.raises(ValueError, match="non-empty list of distinct strings"):
+            class_images_fn(fake_generate, bad)
 
 
 def test_images_to_grid():
     assert images_to_grid(torch.rand(3, 3, 8, 8), nrow=3).size == (3 * 10 + 2, 12)
     assert images_to_grid(np.ones((2, 8, 8), dtype=np.float32), nrow=1, scale=2).size == (2 * 12, 2 * (2 * 10 + 2))
-    assert np.array(images_to_grid(torch.full((1, 1, 4, 4), 2.0)))[3, 3].tolist() == [255, 255, 255]  # clamped to [0, 1]
-    with pytest.raises(ValueError, match="non-empty"): images_to_grid(torch.zeros(0, 1, 8, 8))
+    assert np.array(images_to_grid(torch.full((1, 1, 4, 4), 2.0)))[3, 3].tolist() == [
+        255,
+        255,
+        255,
+    ]  # clamped to [0, 1]
+    with pytest.raises(ValueError, match="non-empty"):
+        images_to_grid(torch.zeros(0, 1, 8, 8))
     with pytest.raises(ValueError, match="scale must be a positive integer"):
         images_to_grid(torch.rand(1, 1, 4, 4), scale=0)
 
 
 def test_images_to_grid_is_torchvisions_grid():  # regression: the same pixels as before it went through viz.tensor_grid
     from torchvision.utils import make_grid
+
     x = torch.rand(5, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
     ref = (make_grid(x.clamp(0, 1), nrow=2, padding=3, pad_value=1.0).permute(1, 2, 0).numpy() * 255).round()
     assert np.array_equal(np.array(images_to_grid(x, nrow=2, padding=3)), ref.astype(np.uint8))
@@ -131,8 +182,14 @@ def test_images_to_grid_is_torchvisions_grid():  # regression: the same pixels a
 
 def test_class_demo_components():
     demo = build_class_demo(fake_generate)
-    assert demo_components(demo) == [("Dropdown", "Class"), ("Slider", "Guidance scale"), ("Slider", "Steps"), ("Number", "Seed"),
-                                     ("Slider", "Number of samples"), ("Image", "Samples")]
+    assert demo_components(demo) == [
+        ("Dropdown", "Class"),
+        ("Slider", "Guidance scale"),
+        ("Slider", "Steps"),
+        ("Number", "Seed"),
+        ("Slider", "Number of samples"),
+        ("Image", "Samples"),
+    ]
     dropdown = next(b for b in demo.blocks.values() if type(b).__name__ == "Dropdown")
     assert [c[0] for c in dropdown.choices] == list(FASHION_CLASSES) and dropdown.value == "T-shirt/top"
     fn = event_fns(demo)["class_images"]
@@ -140,6 +197,7 @@ def test_class_demo_components():
 
 
 # ---- together -------------------------------------------------------------------------------------------------------
+
 
 def test_course_demo_tabs_and_functions(pipe):
     demo = build_course_demo(pipe, fake_generate, height=64, width=64)
@@ -164,9 +222,11 @@ def test_hello():
 
 # ---- Gradio is optional ---------------------------------------------------------------------------------------------
 
+
 def test_missing_gradio_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # makes `import gradio` raise ImportError
-    with pytest.raises(ImportError, match=r"pip install 'genaibook\[demo\]'"): build_hello_demo()
+    with pytest.raises(ImportError, match=r"pip install 'genaibook\[demo\]'"):
+        build_hello_demo()
     with pytest.raises(ValueError, match="unknown class"):  # event functions still work, with plain ValueErrors
         class_images_fn(fake_generate)("Hat", 1.0, 10, 0, 4)
 

@@ -1,5 +1,6 @@
 """genaibook.diffusion: objective maths against diffusers, DiffusionLoss (objectives, label dropout, weighting, errors),
 exact checkpoint/resume through the Learner, and SampleGrid."""
+
 import warnings
 
 import pytest
@@ -7,8 +8,17 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
-from genaibook.diffusion import (OBJECTIVES, DiffusionLoss, SampleGrid, class_conditional, convert_prediction, diffusion_target,
-                                 drop_labels, min_snr_weight, ObjectiveAdapter)
+from genaibook.diffusion import (
+    OBJECTIVES,
+    DiffusionLoss,
+    SampleGrid,
+    class_conditional,
+    convert_prediction,
+    diffusion_target,
+    drop_labels,
+    min_snr_weight,
+    ObjectiveAdapter,
+)
 from genaibook import schedulers as gb_schedulers
 from genaibook.schedulers import alpha_bar, pred_x0_and_eps, snr
 from genaibook.sampling import sample
@@ -21,12 +31,17 @@ def signal_noise(sched, t, like):
     return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
 
 
-def pred_to_x0(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[0]
-def pred_to_eps(sched, pred, x_t, t, objective): return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[1]
+def pred_to_x0(sched, pred, x_t, t, objective):
+    return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[0]
+
+
+def pred_to_eps(sched, pred, x_t, t, objective):
+    return pred_x0_and_eps(pred, x_t, alpha_bar(sched, t, x_t), objective)[1]
 
 
 @pytest.fixture
-def sched(): return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, clip_sample=False)
+def sched():
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, clip_sample=False)
 
 
 @pytest.fixture
@@ -39,11 +54,14 @@ def noised(sched):
 
 # --- objective maths ---
 
+
 def test_velocity_matches_diffusers(sched, noised):
     x0, noise, t, _ = noised
     torch.testing.assert_close(diffusion_target(sched, x0, noise, t, "v_prediction"), sched.get_velocity(x0, noise, t))
     a, s = signal_noise(sched, t, x0)
-    torch.testing.assert_close(diffusion_target(sched, x0, noise, t, "v_prediction"), a * noise - s * x0)  # minus sign (book bug 13)
+    torch.testing.assert_close(
+        diffusion_target(sched, x0, noise, t, "v_prediction"), a * noise - s * x0
+    )  # minus sign (book bug 13)
 
 
 @pytest.mark.parametrize("scheduler_cls", [DDPMScheduler, DDIMScheduler])
@@ -52,17 +70,22 @@ def test_x0_matches_scheduler_step(sched, noised, scheduler_cls, objective):
     x0, noise, t, x_t = noised
     s_obj = scheduler_cls.from_config(sched.config, prediction_type=objective)
     target = diffusion_target(sched, x0, noise, t, objective)
-    if scheduler_cls is DDIMScheduler: s_obj.set_timesteps(1000)
+    if scheduler_cls is DDIMScheduler:
+        s_obj.set_timesteps(1000)
     for i in range(len(t)):
-        ref = s_obj.step(target[i:i+1], t[i], x_t[i:i+1]).pred_original_sample
-        torch.testing.assert_close(pred_to_x0(sched, target[i:i+1], x_t[i:i+1], t[i], objective), ref, rtol=1e-4, atol=1e-4)
+        ref = s_obj.step(target[i : i + 1], t[i], x_t[i : i + 1]).pred_original_sample
+        torch.testing.assert_close(
+            pred_to_x0(sched, target[i : i + 1], x_t[i : i + 1], t[i], objective), ref, rtol=1e-4, atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_round_trips(sched, noised, objective):
     x0, noise, t, x_t = noised
     target = diffusion_target(sched, x0, noise, t, objective)
-    keep = t < 900 if objective == "epsilon" else t > 0 if objective == "sample" else torch.ones_like(t, dtype=torch.bool)
+    keep = (
+        t < 900 if objective == "epsilon" else t > 0 if objective == "sample" else torch.ones_like(t, dtype=torch.bool)
+    )
     torch.testing.assert_close(pred_to_x0(sched, target, x_t, t, objective)[keep], x0[keep], atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(pred_to_eps(sched, target, x_t, t, objective)[keep], noise[keep], atol=1e-3, rtol=1e-3)
     for other in OBJECTIVES:
@@ -74,7 +97,11 @@ def test_objective_maths_in_float64_is_exact():
     sched = DDPMScheduler()
     sched.alphas_cumprod = sched.alphas_cumprod.double()
     g = torch.Generator().manual_seed(1)
-    x0, noise, t = torch.randn(4, 2, 3, 3, generator=g).double(), torch.randn(4, 2, 3, 3, generator=g).double(), torch.tensor([0, 1, 500, 999])
+    x0, noise, t = (
+        torch.randn(4, 2, 3, 3, generator=g).double(),
+        torch.randn(4, 2, 3, 3, generator=g).double(),
+        torch.tensor([0, 1, 500, 999]),
+    )
     a, s = signal_noise(sched, t, x0)
     x_t = a * x0 + s * noise
     for obj in OBJECTIVES:
@@ -87,9 +114,12 @@ def test_objective_shapes_dtypes_and_errors(sched):
     x16 = torch.zeros(2, 1, 4, 4, dtype=torch.float16)
     assert diffusion_target(sched, x16, x16, torch.tensor([0, 999]), "v_prediction").dtype == torch.float16
     assert convert_prediction(sched, x16, x16, 5, "epsilon", "sample").shape == (2, 1, 4, 4)  # one timestep for all
-    with pytest.raises(TypeError, match="DDPM-family"): diffusion_target(object(), x16, x16, 1, "v_prediction")
-    with pytest.raises(ValueError, match="objective must be one of"): diffusion_target(sched, x16, x16, 1, "x0")
-    with pytest.raises(ValueError, match="objective must be one of"): convert_prediction(sched, x16, x16, 1, "x0", "sample")
+    with pytest.raises(TypeError, match="DDPM-family"):
+        diffusion_target(object(), x16, x16, 1, "v_prediction")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        diffusion_target(sched, x16, x16, 1, "x0")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        convert_prediction(sched, x16, x16, 1, "x0", "sample")
 
 
 def test_min_snr_weights(sched):
@@ -102,13 +132,18 @@ def test_min_snr_weights(sched):
 
 # --- DiffusionLoss ---
 
+
 class Recorder(nn.Module):
     "A stand-in model that records the labels it gets and predicts `scale * x`."
+
     def __init__(self, num_classes=10):
         super().__init__()
         self.num_classes, self.scale, self.seen = num_classes, nn.Parameter(torch.ones(())), []
+
     @property
-    def null_class(self): return self.num_classes
+    def null_class(self):
+        return self.num_classes
+
     def forward(self, x, t, class_labels=None):
         self.seen.append(class_labels)
         return self.scale * x
@@ -117,9 +152,11 @@ class Recorder(nn.Module):
 def test_matches_the_book_loop(sched):
     model = SmallUNet(widths=(8, 16), attention=False)
     batch = {"images": torch.randn(4, 1, 8, 8), "labels": torch.arange(4)}
-    torch.manual_seed(3); ours = DiffusionLoss(sched)(model, batch)
     torch.manual_seed(3)
-    noise = torch.randn_like(batch["images"]); t = torch.randint(0, 1000, (4,))
+    ours = DiffusionLoss(sched)(model, batch)
+    torch.manual_seed(3)
+    noise = torch.randn_like(batch["images"])
+    t = torch.randint(0, 1000, (4,))
     book = nn.functional.mse_loss(model(sched.add_noise(batch["images"], noise, t), t), noise)
     torch.testing.assert_close(ours, book)
 
@@ -140,38 +177,63 @@ def test_class_dropout_fraction(sched):
 
 
 def test_explicit_null_class_and_diffusers_model(sched):
-    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
-                        down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, num_class_embeds=11)
+    model = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 8),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        num_class_embeds=11,
+    )
     batch = {"images": torch.randn(4, 1, 8, 8), "labels": torch.arange(4)}
-    assert class_conditional(model) and torch.isfinite(DiffusionLoss(sched, class_dropout=0.5, null_class=10)(model, batch))
-    with pytest.raises(ValueError, match="needs the null class"): DiffusionLoss(sched, class_dropout=0.5)(model, batch)
-    with pytest.raises(ValueError, match="not a class embedding"): DiffusionLoss(sched, class_dropout=0.5, null_class=11)(model, batch)
+    assert class_conditional(model) and torch.isfinite(
+        DiffusionLoss(sched, class_dropout=0.5, null_class=10)(model, batch)
+    )
+    with pytest.raises(ValueError, match="needs the null class"):
+        DiffusionLoss(sched, class_dropout=0.5)(model, batch)
+    with pytest.raises(ValueError, match="not a class embedding"):
+        DiffusionLoss(sched, class_dropout=0.5, null_class=11)(model, batch)
     rec = Recorder()
     torch.manual_seed(0)
-    DiffusionLoss(sched, class_dropout=0.5, null_class=7)(rec, {"images": torch.zeros(1000, 1, 1, 1), "labels": torch.zeros(1000, dtype=torch.long)})
+    DiffusionLoss(sched, class_dropout=0.5, null_class=7)(
+        rec, {"images": torch.zeros(1000, 1, 1, 1), "labels": torch.zeros(1000, dtype=torch.long)}
+    )
     assert set(rec.seen[-1].unique().tolist()) == {0, 7}
 
 
 def test_batch_forms_and_label_passing(sched):
     rec, images, labels = Recorder(), torch.randn(4, 1, 2, 2), torch.arange(4)
-    DiffusionLoss(sched)(rec, (images, labels)); assert torch.equal(rec.seen[-1], labels)
-    DiffusionLoss(sched, label_key=None)(rec, {"images": images, "labels": labels}); assert rec.seen[-1] is None
+    DiffusionLoss(sched)(rec, (images, labels))
+    assert torch.equal(rec.seen[-1], labels)
+    DiffusionLoss(sched, label_key=None)(rec, {"images": images, "labels": labels})
+    assert rec.seen[-1] is None
     DiffusionLoss(sched, image_key="pixel_values", label_key="y")(rec, {"pixel_values": images, "y": labels})
     assert torch.equal(rec.seen[-1], labels)
     uncond = Recorder(num_classes=None)
-    DiffusionLoss(sched)(uncond, {"images": images, "labels": labels}); assert uncond.seen[-1] is None  # not class-conditioned
-    DiffusionLoss(sched)(uncond, images); assert uncond.seen[-1] is None
+    DiffusionLoss(sched)(uncond, {"images": images, "labels": labels})
+    assert uncond.seen[-1] is None  # not class-conditioned
+    DiffusionLoss(sched)(uncond, images)
+    assert uncond.seen[-1] is None
 
 
 def test_errors(sched):
     rec = Recorder()
-    with pytest.raises(ValueError, match="objective must be one of"): DiffusionLoss(sched, objective="noise")
-    with pytest.raises(ValueError, match="class_dropout"): DiffusionLoss(sched, class_dropout=1.0)
-    with pytest.raises(ValueError, match="loss_weighting"): DiffusionLoss(sched, loss_weighting="snr")
-    with pytest.raises(ValueError, match="batch has no labels"): DiffusionLoss(sched)(rec, torch.zeros(2, 1, 2, 2))
-    with pytest.raises(KeyError, match="set image_key"): DiffusionLoss(sched)(rec, {"pixels": torch.zeros(2, 1, 2, 2)})
-    with pytest.raises(TypeError, match="a batch must be"): DiffusionLoss(sched)(rec, "images")
-    with pytest.warns(UserWarning, match="prediction_type is 'epsilon'"): DiffusionLoss(sched, objective="sample")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        DiffusionLoss(sched, objective="noise")
+    with pytest.raises(ValueError, match="class_dropout"):
+        DiffusionLoss(sched, class_dropout=1.0)
+    with pytest.raises(ValueError, match="loss_weighting"):
+        DiffusionLoss(sched, loss_weighting="snr")
+    with pytest.raises(ValueError, match="batch has no labels"):
+        DiffusionLoss(sched)(rec, torch.zeros(2, 1, 2, 2))
+    with pytest.raises(KeyError, match="set image_key"):
+        DiffusionLoss(sched)(rec, {"pixels": torch.zeros(2, 1, 2, 2)})
+    with pytest.raises(TypeError, match="a batch must be"):
+        DiffusionLoss(sched)(rec, "images")
+    with pytest.warns(UserWarning, match="prediction_type is 'epsilon'"):
+        DiffusionLoss(sched, objective="sample")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DiffusionLoss(DDPMScheduler(prediction_type="v_prediction"), objective="v_prediction")
@@ -179,12 +241,16 @@ def test_errors(sched):
 
 def test_loss_weighting(sched):
     model, batch = Recorder(num_classes=None), torch.randn(6, 1, 2, 2)
-    torch.manual_seed(0); plain = DiffusionLoss(sched)(model, batch)
-    torch.manual_seed(0); ones = DiffusionLoss(sched, loss_weighting=lambda r: torch.ones_like(r))(model, batch)
-    torch.testing.assert_close(plain, ones)
-    torch.manual_seed(0); weighted = DiffusionLoss(sched, loss_weighting="min_snr")(model, batch)
     torch.manual_seed(0)
-    noise = torch.randn_like(batch); t = torch.randint(0, 1000, (6,))
+    plain = DiffusionLoss(sched)(model, batch)
+    torch.manual_seed(0)
+    ones = DiffusionLoss(sched, loss_weighting=lambda r: torch.ones_like(r))(model, batch)
+    torch.testing.assert_close(plain, ones)
+    torch.manual_seed(0)
+    weighted = DiffusionLoss(sched, loss_weighting="min_snr")(model, batch)
+    torch.manual_seed(0)
+    noise = torch.randn_like(batch)
+    t = torch.randint(0, 1000, (6,))
     per = (sched.add_noise(batch, noise, t) - noise).pow(2).flatten(1).mean(1)
     torch.testing.assert_close(weighted, (per * min_snr_weight(snr(sched, t), "epsilon")).mean())
 
@@ -194,7 +260,8 @@ def tiny_data(n=32, size=8):
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (n,), generator=g)
     images = -torch.ones(n, 1, size, size)
-    for i, y in enumerate(labels.tolist()): images[i, :, 2 * (y // 2):2 * (y // 2) + 4, 2 * (y % 2):2 * (y % 2) + 4] = 1
+    for i, y in enumerate(labels.tolist()):
+        images[i, :, 2 * (y // 2) : 2 * (y // 2) + 4, 2 * (y % 2) : 2 * (y % 2) + 4] = 1
     return [{"images": im, "labels": y} for im, y in zip(images, labels)]
 
 
@@ -206,41 +273,64 @@ def test_each_objective_learns(objective):
     torch.manual_seed(0)
     model = SmallUNet(widths=(8, 16), attention=False, num_classes=4)
     loss_fn = DiffusionLoss(sched, objective=objective, class_dropout=0.1)
+
     def fixed_loss():  # the same noise and timesteps every time
         with torch.random.fork_rng(), torch.no_grad():
             return sum(loss_fn(model, batch).item() for _ in [torch.manual_seed(s) for s in range(4)]) / 4
+
     before = fixed_loss()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(25):
         loss = loss_fn(model, batch)
         assert torch.isfinite(loss)
-        loss.backward(); opt.step(); opt.zero_grad()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
     assert fixed_loss() < 0.8 * before
 
 
 # --- Learner integration ---
 
+
 class StopAt:
-    def __init__(self, step): self.at = step
+    def __init__(self, step):
+        self.at = step
+
     def after_step(self, learner):
-        if learner.step == self.at: raise KeyboardInterrupt
+        if learner.step == self.at:
+            raise KeyboardInterrupt
 
 
 def make_learner(ckpt_dir=None, callbacks=(), objective="v_prediction"):
     torch.manual_seed(0)
     model = SmallUNet(widths=(8, 16), attention=True, attention_heads=2, num_classes=4)
-    loss_fn = DiffusionLoss(DDPMScheduler(prediction_type=objective), objective=objective, class_dropout=0.2, loss_weighting="min_snr")
-    return Learner(model, make_dataloader(tiny_data(), batch_size=8, seed=0), loss_fn, lr=2e-3, device="cpu", ema_decay=0.9,
-                   ckpt_dir=ckpt_dir, ckpt_every=4 if ckpt_dir else None, callbacks=callbacks, log_every=1, progress=False)
+    loss_fn = DiffusionLoss(
+        DDPMScheduler(prediction_type=objective), objective=objective, class_dropout=0.2, loss_weighting="min_snr"
+    )
+    return Learner(
+        model,
+        make_dataloader(tiny_data(), batch_size=8, seed=0),
+        loss_fn,
+        lr=2e-3,
+        device="cpu",
+        ema_decay=0.9,
+        ckpt_dir=ckpt_dir,
+        ckpt_every=4 if ckpt_dir else None,
+        callbacks=callbacks,
+        log_every=1,
+        progress=False,
+    )
 
 
 def test_checkpoint_resume_reproduces_the_history(tmp_path):
     full = make_learner().fit(steps=14)
-    with pytest.raises(KeyboardInterrupt): make_learner(tmp_path, callbacks=[StopAt(10)]).fit(steps=14)
+    with pytest.raises(KeyboardInterrupt):
+        make_learner(tmp_path, callbacks=[StopAt(10)]).fit(steps=14)
     resumed = make_learner(tmp_path).fit(steps=14)  # restarts from the step-8 checkpoint
     assert resumed.history["step"] == full.history["step"] == list(range(1, 15))
     assert resumed.history["loss"] == full.history["loss"]
-    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()): assert torch.equal(a, b)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_sample_grid_records_and_leaves_training_alone():
@@ -258,32 +348,64 @@ def test_sample_grid_records_and_leaves_training_alone():
 def test_sample_grid_guidance_and_errors(sched):
     learner = make_learner()
     learner.step = 0
-    guided = SampleGrid(n=4, num_inference_steps=2, guidance_scale=3.0, class_labels=[0, 1, 2, 3], shape=(1, 8, 8), show=False)
+    guided = SampleGrid(
+        n=4, num_inference_steps=2, guidance_scale=3.0, class_labels=[0, 1, 2, 3], shape=(1, 8, 8), show=False
+    )
     guided.before_fit(learner)
     assert guided.sample(learner).shape == (4, 1, 8, 8)
-    with pytest.raises(ValueError, match="every must be"): SampleGrid(every=0)
-    with pytest.raises(ValueError, match="n must be"): SampleGrid(n=True)
-    other = Learner(SmallUNet(widths=(8, 16)), make_dataloader(tiny_data(), 8), lambda m, b: torch.zeros(()), device="cpu", progress=False)
-    with pytest.raises(ValueError, match="needs a scheduler"): SampleGrid(n=2).sample(other)
+    with pytest.raises(ValueError, match="every must be"):
+        SampleGrid(every=0)
+    with pytest.raises(ValueError, match="n must be"):
+        SampleGrid(n=True)
+    other = Learner(
+        SmallUNet(widths=(8, 16)),
+        make_dataloader(tiny_data(), 8),
+        lambda m, b: torch.zeros(()),
+        device="cpu",
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="needs a scheduler"):
+        SampleGrid(n=2).sample(other)
+
     class Unindexable(torch.utils.data.IterableDataset):
-        def __iter__(self): return iter(tiny_data())
-        def __len__(self): return 8
-    streamed = Learner(SmallUNet(widths=(8, 16)), torch.utils.data.DataLoader(Unindexable(), batch_size=8),
-                       lambda m, b: torch.zeros(()), device="cpu", progress=False)
-    with pytest.raises(ValueError, match="image size"): SampleGrid(n=2, scheduler=sched).sample(streamed)
+        def __iter__(self):
+            return iter(tiny_data())
+
+        def __len__(self):
+            return 8
+
+    streamed = Learner(
+        SmallUNet(widths=(8, 16)),
+        torch.utils.data.DataLoader(Unindexable(), batch_size=8),
+        lambda m, b: torch.zeros(()),
+        device="cpu",
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="image size"):
+        SampleGrid(n=2, scheduler=sched).sample(streamed)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMFromScratch, gb_schedulers.DDPMFromScratch])
+@pytest.mark.parametrize(
+    "scheduler_cls", [DDIMScheduler, DDPMScheduler, gb_schedulers.DDIMFromScratch, gb_schedulers.DDPMFromScratch]
+)
 def test_objective_adapter_with_an_oracle(objective, scheduler_cls):
     "If every image is the same picture c, the ideal model predicts it exactly; sampling must then return c."
     sched = scheduler_cls(num_train_timesteps=1000, clip_sample=False, prediction_type="v_prediction")
     c = torch.linspace(-0.8, 0.8, 16).reshape(1, 1, 4, 4)
+
     def oracle(x, t):  # the ideal model for `objective`
         a, s = signal_noise(sched, t, x)
         return diffusion_target(sched, c.expand_as(x), (x - a * c) / s, t, objective)
-    out = sample(ObjectiveAdapter(oracle, sched, objective), sched, (2, 1, 4, 4), num_inference_steps=20,
-                 generator=torch.Generator().manual_seed(0), progress=False)
+
+    out = sample(
+        ObjectiveAdapter(oracle, sched, objective),
+        sched,
+        (2, 1, 4, 4),
+        num_inference_steps=20,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     torch.testing.assert_close(out, c.expand(2, 1, 4, 4), atol=1e-3, rtol=1e-3)
 
 
@@ -293,7 +415,8 @@ def test_objective_adapter_keeps_the_mode_and_config():
     assert not adapter.training and adapter.target == "epsilon" and adapter.config.sample_size == 8
     sample(adapter, DDPMScheduler(), 2, num_inference_steps=2, progress=False)
     assert not model.training  # sample() restored the eval mode it found
-    with pytest.raises(ValueError, match="objective must be one of"): ObjectiveAdapter(model, DDPMScheduler(), "x0")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        ObjectiveAdapter(model, DDPMScheduler(), "x0")
 
 
 def test_sample_grid_converts_the_objective():
@@ -306,12 +429,25 @@ def test_sample_grid_converts_the_objective():
 
 
 def test_modules_import_without_a_gpu_and_stay_light():
-    import subprocess, sys
-    code = ("import sys, genaibook.unets, genaibook.diffusion; "
-            "print(sorted(m for m in ('diffusers', 'transformers', 'datasets', 'matplotlib') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", **{k: v for k, v in
-                            __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}})
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, genaibook.unets, genaibook.diffusion; "
+        "print(sorted(m for m in ('diffusers', 'transformers', 'datasets', 'matplotlib') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "CUDA_VISIBLE_DEVICES": "",
+            "PATH": "/usr/bin:/bin",
+            "HF_HUB_OFFLINE": "1",
+            **{k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")},
+        },
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"heavy modules imported at import time: {r.stdout}"
 
@@ -321,20 +457,43 @@ def test_the_recipe_configuration_is_expressible():
     dropout to null label 10, DDIM with trailing steps and CFG 1.5: all of it through Learner + DiffusionLoss + SampleGrid."""
     import functools
     import math
+
     sched_kw = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
-    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64), layers_per_block=1,
-                        down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=8, num_class_embeds=11)
+    model = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * 3,
+        up_block_types=("UpBlock2D",) * 3,
+        norm_num_groups=8,
+        num_class_embeds=11,
+    )
+
     def one_cycle(opt, total):  # 25% linear warm-up, cosine down to 2% of the peak
         w = int(0.25 * total)
-        f = lambda s: (s + 1) / w if s < w else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1, (s - w) / (total - w))))
+        f = lambda s: (
+            (s + 1) / w if s < w else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1, (s - w) / (total - w))))
+        )
         return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
     ddim = DDIMScheduler(**sched_kw, timestep_spacing="trailing", clip_sample=False)  # no clipping with guidance
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the loss and the scheduler agree on the objective: no warning
         loss_fn = DiffusionLoss(DDPMScheduler(**sched_kw), objective="v_prediction", class_dropout=0.1, null_class=10)
-    learner = Learner(model, make_dataloader(tiny_data(), batch_size=8), loss_fn, lr=3e-3, device="cpu", ema_decay=0.999,
-                      opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0), lr_schedule=one_cycle, progress=False,
-                      callbacks=[grid := SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)])
+    learner = Learner(
+        model,
+        make_dataloader(tiny_data(), batch_size=8),
+        loss_fn,
+        lr=3e-3,
+        device="cpu",
+        ema_decay=0.999,
+        opt_func=functools.partial(torch.optim.AdamW, weight_decay=0.0),
+        lr_schedule=one_cycle,
+        progress=False,
+        callbacks=[grid := SampleGrid(every=4, n=4, scheduler=ddim, guidance_scale=1.5, show=False)],
+    )
     learner.fit(steps=4)
     lrs = learner.history["lr"]
     assert lrs[0] == pytest.approx(3e-3) and len(grid.grids) == 1  # warm-up of one step at this length

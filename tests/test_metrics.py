@@ -1,4 +1,5 @@
 "genaibook.metrics: input checks, the shipped classifier, class accuracy and FID, on real Fashion-MNIST test images."
+
 import sys
 import types
 import warnings
@@ -7,9 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genaibook.metrics import (FID, FashionClassifier, augment_batch, class_accuracy, classifier_weights_path,
-                               fashion_classifier, fid, load_fashion_mnist_tensors, predict_classes, prepare_images,
-                               save_classifier, train_fashion_classifier)
+from genaibook.metrics import (
+    FID,
+    FashionClassifier,
+    augment_batch,
+    class_accuracy,
+    classifier_weights_path,
+    fashion_classifier,
+    fid,
+    load_fashion_mnist_tensors,
+    predict_classes,
+    prepare_images,
+    save_classifier,
+    train_fashion_classifier,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +31,8 @@ def real():
 
 
 @pytest.fixture(scope="module")
-def clf(): return fashion_classifier("cpu")
+def clf():
+    return fashion_classifier("cpu")
 
 
 def test_load_tensors(real):
@@ -32,7 +45,8 @@ def test_load_tensors(real):
         load_fashion_mnist_tensors("valid")
     with pytest.raises(ValueError, match="dtype must be one of 'float', 'uint8'"):
         load_fashion_mnist_tensors("test", dtype="int")
-    with pytest.raises(ValueError, match="positive integer"): load_fashion_mnist_tensors("test", n=0)
+    with pytest.raises(ValueError, match="positive integer"):
+        load_fashion_mnist_tensors("test", n=0)
 
 
 def test_shipped_weights(clf, real):
@@ -54,20 +68,25 @@ def test_28_and_32_pixels_agree(clf, real):
     assert torch.equal(predict_classes((x * 255).round().byte(), clf), predict_classes(x, clf))  # uint8 is scaled
 
 
-@pytest.mark.parametrize("make, exc, message", [
-    (lambda x: x.repeat(1, 3, 1, 1), ValueError, r"1 \(grayscale\) channel.*x.mean\(1, keepdim=True\)"),
-    (lambda x: x * 2 - 1, ValueError, r"\(x \+ 1\) / 2"),
-    (lambda x: x * 255, ValueError, "divide 0-255 pixel values by 255"),
-    (lambda x: x[:, 0], ValueError, r"batch \[N, 1, H, W\]"),
-    (lambda x: F.interpolate(x, size=64), ValueError, "28x28 or 32x32"),
-    (lambda x: x.long(), TypeError, "float in"),
-    (lambda x: x.numpy(), TypeError, "torch.Tensor"),
-    (lambda x: x * float("nan"), ValueError, "NaN"),
-])
+@pytest.mark.parametrize(
+    "make, exc, message",
+    [
+        (lambda x: x.repeat(1, 3, 1, 1), ValueError, r"1 \(grayscale\) channel.*x.mean\(1, keepdim=True\)"),
+        (lambda x: x * 2 - 1, ValueError, r"\(x \+ 1\) / 2"),
+        (lambda x: x * 255, ValueError, "divide 0-255 pixel values by 255"),
+        (lambda x: x[:, 0], ValueError, r"batch \[N, 1, H, W\]"),
+        (lambda x: F.interpolate(x, size=64), ValueError, "28x28 or 32x32"),
+        (lambda x: x.long(), TypeError, "float in"),
+        (lambda x: x.numpy(), TypeError, "torch.Tensor"),
+        (lambda x: x * float("nan"), ValueError, "NaN"),
+    ],
+)
 def test_bad_images(real, make, exc, message):
     x = make(real[0][:4].clone())
-    with pytest.raises(exc, match=message): prepare_images(x)
-    with pytest.raises(exc, match=message): class_accuracy(x, [0, 0, 0, 0])
+    with pytest.raises(exc, match=message):
+        prepare_images(x)
+    with pytest.raises(exc, match=message):
+        class_accuracy(x, [0, 0, 0, 0])
 
 
 def test_small_overshoot_is_clamped(real):
@@ -78,8 +97,10 @@ def test_small_overshoot_is_clamped(real):
 
 def test_class_accuracy_bad_labels(real):
     x, y = real
-    with pytest.raises(ValueError, match="got 10 images but 9 labels"): class_accuracy(x[:10], y[:9])
-    with pytest.raises(ValueError, match="at least one image"): class_accuracy(x[:0], y[:0])
+    with pytest.raises(ValueError, match="got 10 images but 9 labels"):
+        class_accuracy(x[:10], y[:9])
+    with pytest.raises(ValueError, match="at least one image"):
+        class_accuracy(x[:0], y[:0])
     assert predict_classes(x[:0]).shape == (0,)
 
 
@@ -124,10 +145,17 @@ def test_fid_bad_features(real):
         fid(real[0][:4], real[0][:4], features="clip")
 
 
-@pytest.mark.parametrize("call", [lambda x: predict_classes(x, batch_size=0), lambda x: FID(x, batch_size=2.5),
-                                  lambda x: class_accuracy(x, [0] * len(x), batch_size=-1)])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: predict_classes(x, batch_size=0),
+        lambda x: FID(x, batch_size=2.5),
+        lambda x: class_accuracy(x, [0] * len(x), batch_size=-1),
+    ],
+)
 def test_bad_batch_size(real, call):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"): call(real[0][:4])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        call(real[0][:4])
 
 
 def test_inception_without_torch_fidelity(real, monkeypatch):
@@ -138,8 +166,12 @@ def test_inception_without_torch_fidelity(real, monkeypatch):
 
 def test_inception_weights_unreachable(real, monkeypatch):
     import torchmetrics.image.fid as tm_fid
+
     monkeypatch.setitem(sys.modules, "torch_fidelity", types.ModuleType("torch_fidelity"))
-    def offline(*args, **kwargs): raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
     monkeypatch.setattr(tm_fid, "FrechetInceptionDistance", offline)
     with pytest.raises(RuntimeError, match=r"could not load the Inception v3 weights.*offline.*features='fashion'"):
         fid(real[0][:4], real[0][:4], features="inception", device="cpu")
@@ -157,10 +189,14 @@ def test_training_is_deterministic(tmp_path):
     logs, states = [], []
     for _ in range(2):
         model, log = train_fashion_classifier(epochs=1, seed=3, batch_size=64, n_train=640, n_test=64, device="cpu")
-        logs.append(log); states.append(model.state_dict())
+        logs.append(log)
+        states.append(model.state_dict())
     assert logs[0]["losses"] == logs[1]["losses"] and logs[0]["n_train"] == 640
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     path = save_classifier(model, tmp_path / "w.safetensors", seed=3)
     from safetensors import safe_open
-    with safe_open(str(path), "pt") as f: assert f.metadata()["seed"] == "3"
-    with pytest.raises(ValueError, match="epochs must be a positive integer"): train_fashion_classifier(epochs=0)
+
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["seed"] == "3"
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train_fashion_classifier(epochs=0)

@@ -5,6 +5,7 @@ Each check loads an id the way the book does and asserts what is real: the real 
 cosine similarity (the book reports 0.6003), the real Fashion-MNIST's 60,000/10,000 rows, every shape that does not depend
 on model width, and the twin markers. Outputs of twins are random by design and are not asserted.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +32,9 @@ def _ch1_sd15_fp16_variant():
     image = pipe(prompt, num_inference_steps=2, height=64, width=64).images[0]
     assert pipe.unet.dtype == torch.float16 and pipe.text_encoder.dtype == torch.float16
     assert image.size == (64, 64) and pipe.unet.config._genaibook_twin and pipe.text_encoder.config.genaibook_twin
-    return f"{type(pipe).__name__}, unet {pipe.unet.dtype}, image {image.size}, scheduler {type(pipe.scheduler).__name__}"
+    return (
+        f"{type(pipe).__name__}, unet {pipe.unet.dtype}, image {image.size}, scheduler {type(pipe.scheduler).__name__}"
+    )
 
 
 def _ch1_text_classification_default():
@@ -91,8 +94,10 @@ def _ch2_qwen2_model_logits_and_generate():
     beams = model.generate(input_ids, num_beams=5, repetition_penalty=2.0, max_new_tokens=8)
     sampled = model.generate(input_ids, do_sample=True, max_new_tokens=8, top_p=0.94, top_k=0)
     assert greedy.shape[1] == 27 and model.config.genaibook_twin
-    return f"{type(model).__name__} {model.dtype}, logits {tuple(logits.shape)}, greedy {tuple(greedy.shape)}, " \
-           f"beams {tuple(beams.shape)}, sampled {tuple(sampled.shape)}"
+    return (
+        f"{type(model).__name__} {model.dtype}, logits {tuple(logits.shape)}, greedy {tuple(greedy.shape)}, "
+        f"beams {tuple(beams.shape)}, sampled {tuple(sampled.shape)}"
+    )
 
 
 def _ch2_gpt2_tokenizer_real_ids():
@@ -112,8 +117,11 @@ def _ch2_gpt2_and_smollm_generate():
     for repo_id in ("openai-community/gpt2", "gpt2", "HuggingFaceTB/SmolLM-135M"):
         tokenizer = AutoTokenizer.from_pretrained(repo_id)
         model = AutoModelForCausalLM.from_pretrained(repo_id)
-        out = model.generate(tokenizer("It was a dark and stormy", return_tensors="pt").input_ids, max_new_tokens=5,
-                             pad_token_id=tokenizer.eos_token_id)
+        out = model.generate(
+            tokenizer("It was a dark and stormy", return_tensors="pt").input_ids,
+            max_new_tokens=5,
+            pad_token_id=tokenizer.eos_token_id,
+        )
         shapes.append(f"{repo_id}: {type(model).__name__} {tuple(out.shape)}")
     text = pipeline("text-generation", model="openai-community/gpt2")("It was a dark", max_new_tokens=5)
     return "; ".join(shapes) + f"; pipeline -> {text[0]['generated_text']!r}"
@@ -229,7 +237,9 @@ def _ch4_ddim_and_ddpm_pipelines():
     assert scheduler_output.pred_original_sample.shape == (4, 3, 256, 256)
     ddpm = DDPMPipeline.from_pretrained("google/ddpm-celebahq-256")
     assert ddpm(num_inference_steps=2).images[0].size == (256, 256) and ddpm.unet.config._genaibook_twin
-    return f"DDIM image {images[0].size}, manual loop {tuple(image.shape)}, DDPM scheduler {type(ddpm.scheduler).__name__}"
+    return (
+        f"DDIM image {images[0].size}, manual loop {tuple(image.shape)}, DDPM scheduler {type(ddpm.scheduler).__name__}"
+    )
 
 
 def _ch4_load_butterflies():
@@ -253,8 +263,18 @@ def _ch5_load_fashion_mnist_real():
         assert rows == {"train": 60000, "test": 10000}, rows
     features = fashion_mnist["train"].features
     # the Hub's spelling, derived from genaibook.metrics.FASHION_CLASSES by the stand-in
-    assert features["label"].names == ["T - shirt / top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                                       "Sneaker", "Bag", "Ankle boot"], features["label"].names
+    assert features["label"].names == [
+        "T - shirt / top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ], features["label"].names
     assert fashion_mnist["train"][0]["image"].size == (28, 28)
     labels = np.bincount(fashion_mnist["train"]["label"])
     assert (labels == 6000).all()
@@ -279,12 +299,15 @@ def _ch5_sd_components_in_depth():
         decoded = pipe.vae.decode(latents / 0.18215).sample
         pipe.scheduler.set_timesteps(2)
         latent_input = pipe.scheduler.scale_model_input(torch.cat([latents] * 2), pipe.scheduler.timesteps[0])
-        noise_pred = pipe.unet(latent_input, pipe.scheduler.timesteps[0],
-                               encoder_hidden_states=torch.cat([text_embeddings] * 2)).sample
+        noise_pred = pipe.unet(
+            latent_input, pipe.scheduler.timesteps[0], encoder_hidden_states=torch.cat([text_embeddings] * 2)
+        ).sample
     assert latents.shape == (1, 4, 64, 64) and decoded.shape == (1, 3, 512, 512) and padded.input_ids.shape[1] == 77
     assert pipe.vae.config.scaling_factor == 0.18215
-    return f"text_embeddings {tuple(text_embeddings.shape)} (book [1, 77, 768]), latents {tuple(latents.shape)}, " \
-           f"noise_pred {tuple(noise_pred.shape)} {noise_pred.dtype}"
+    return (
+        f"text_embeddings {tuple(text_embeddings.shape)} (book [1, 77, 768]), latents {tuple(latents.shape)}, "
+        f"noise_pred {tuple(noise_pred.shape)} {noise_pred.dtype}"
+    )
 
 
 def _ch5_sd_subfolder_component_loads():
@@ -304,8 +327,10 @@ def _ch5_sd_subfolder_component_loads():
     pipe = StableDiffusionPipeline.from_pretrained(repo_id)  # no variant: all fp32, and it runs
     assert {pipe.unet.dtype, pipe.text_encoder.dtype, pipe.vae.dtype, pipe.safety_checker.dtype} == {torch.float32}
     pipe("a rose", num_inference_steps=2, height=64, width=64)
-    return f"vae {vae.dtype}, unet {unet.dtype}/{unet16.dtype}, text_encoder {type(text_encoder).__name__}, " \
-           f"tokenizer {type(tokenizer).__name__}, schedulers {type(scheduler).__name__}/{type(ddim).__name__}"
+    return (
+        f"vae {vae.dtype}, unet {unet.dtype}/{unet16.dtype}, text_encoder {type(text_encoder).__name__}, "
+        f"tokenizer {type(tokenizer).__name__}, schedulers {type(scheduler).__name__}/{type(ddim).__name__}"
+    )
 
 
 def _ch5_book_tokenizer_decoder_get_drift():
@@ -338,14 +363,20 @@ def _unknown_id_gives_clear_error():
     from transformers import AutoModelForCausalLM
 
     messages = []
-    for load, repo_id in ((AutoModelForCausalLM.from_pretrained, "EleutherAI/gpt-neo-1.3B"),
-                          (load_dataset, "stanfordnlp/imdb")):
+    for load, repo_id in (
+        (AutoModelForCausalLM.from_pretrained, "EleutherAI/gpt-neo-1.3B"),
+        (load_dataset, "stanfordnlp/imdb"),
+    ):
         message = _explained(load, repo_id)
         assert repo_id in message and "No offline stand-in" in message, message
         messages.append(message)
     # a registered id, but a file its stand-in lacks
-    message = _explained(UNet2DConditionModel.from_pretrained, "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                         subfolder="unet", variant="bf16")
+    message = _explained(
+        UNet2DConditionModel.from_pretrained,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        subfolder="unet",
+        variant="bf16",
+    )
     assert "has no file" in message and "bf16" in message, message
     messages.append(message)
     with pytest.raises(MissingStandIn, match="EleutherAI/gpt-neo-1.3B"):
@@ -353,48 +384,93 @@ def _unknown_id_gives_clear_error():
     return " || ".join(m[:110] + "..." for m in messages)
 
 
-def test_ch1_sd15_fp16_variant(offline_home): print(_ch1_sd15_fp16_variant())
+def test_ch1_sd15_fp16_variant(offline_home):
+    print(_ch1_sd15_fp16_variant())
 
-def test_ch1_text_classification_default(offline_home): print(_ch1_text_classification_default())
 
-def test_ch1_text_generation_default(offline_home): print(_ch1_text_generation_default())
+def test_ch1_text_classification_default(offline_home):
+    print(_ch1_text_classification_default())
 
-def test_ch1_text_to_audio_musicgen(offline_home): print(_ch1_text_to_audio_musicgen())
 
-def test_ch2_qwen2_tokenizer_real_ids(offline_home): print(_ch2_qwen2_tokenizer_real_ids())
+def test_ch1_text_generation_default(offline_home):
+    print(_ch1_text_generation_default())
 
-def test_ch2_qwen2_model_logits_and_generate(offline_home): print(_ch2_qwen2_model_logits_and_generate())
 
-def test_ch2_gpt2_tokenizer_real_ids(offline_home): print(_ch2_gpt2_tokenizer_real_ids())
+def test_ch1_text_to_audio_musicgen(offline_home):
+    print(_ch1_text_to_audio_musicgen())
 
-def test_ch2_gpt2_and_smollm_generate(offline_home): print(_ch2_gpt2_and_smollm_generate())
 
-def test_ch2_fill_mask_bert(offline_home): print(_ch2_fill_mask_bert())
+def test_ch2_qwen2_tokenizer_real_ids(offline_home):
+    print(_ch2_qwen2_tokenizer_real_ids())
 
-def test_ch2_sentiment_distilbert(offline_home): print(_ch2_sentiment_distilbert())
 
-def test_ch2_zero_shot_image_clip_b32(offline_home): print(_ch2_zero_shot_image_clip_b32())
+def test_ch2_qwen2_model_logits_and_generate(offline_home):
+    print(_ch2_qwen2_model_logits_and_generate())
 
-def test_ch2_sentence_transformers_real_minilm(offline_home): print(_ch2_sentence_transformers_real_minilm())
 
-def test_ch2_summarization_removed_in_transformers5(offline_home): print(_ch2_summarization_removed_in_transformers5())
+def test_ch2_gpt2_tokenizer_real_ids(offline_home):
+    print(_ch2_gpt2_tokenizer_real_ids())
 
-def test_ch3_load_mnist(offline_home): print(_ch3_load_mnist())
 
-def test_ch3_clip_large_processor_and_model(offline_home): print(_ch3_clip_large_processor_and_model())
+def test_ch2_gpt2_and_smollm_generate(offline_home):
+    print(_ch2_gpt2_and_smollm_generate())
 
-def test_ch3_zero_shot_pipeline_clip_large(offline_home): print(_ch3_zero_shot_pipeline_clip_large())
 
-def test_ch4_ddim_and_ddpm_pipelines(offline_home): print(_ch4_ddim_and_ddpm_pipelines())
+def test_ch2_fill_mask_bert(offline_home):
+    print(_ch2_fill_mask_bert())
 
-def test_ch4_load_butterflies(offline_home): print(_ch4_load_butterflies())
 
-def test_ch5_load_fashion_mnist_real(offline_home): print(_ch5_load_fashion_mnist_real())
+def test_ch2_sentiment_distilbert(offline_home):
+    print(_ch2_sentiment_distilbert())
 
-def test_ch5_sd_components_in_depth(offline_home): print(_ch5_sd_components_in_depth())
 
-def test_ch5_sd_subfolder_component_loads(offline_home): print(_ch5_sd_subfolder_component_loads())
+def test_ch2_zero_shot_image_clip_b32(offline_home):
+    print(_ch2_zero_shot_image_clip_b32())
 
-def test_ch5_book_tokenizer_decoder_get_drift(offline_home): print(_ch5_book_tokenizer_decoder_get_drift())
 
-def test_unknown_id_gives_clear_error(offline_home): print(_unknown_id_gives_clear_error())
+def test_ch2_sentence_transformers_real_minilm(offline_home):
+    print(_ch2_sentence_transformers_real_minilm())
+
+
+def test_ch2_summarization_removed_in_transformers5(offline_home):
+    print(_ch2_summarization_removed_in_transformers5())
+
+
+def test_ch3_load_mnist(offline_home):
+    print(_ch3_load_mnist())
+
+
+def test_ch3_clip_large_processor_and_model(offline_home):
+    print(_ch3_clip_large_processor_and_model())
+
+
+def test_ch3_zero_shot_pipeline_clip_large(offline_home):
+    print(_ch3_zero_shot_pipeline_clip_large())
+
+
+def test_ch4_ddim_and_ddpm_pipelines(offline_home):
+    print(_ch4_ddim_and_ddpm_pipelines())
+
+
+def test_ch4_load_butterflies(offline_home):
+    print(_ch4_load_butterflies())
+
+
+def test_ch5_load_fashion_mnist_real(offline_home):
+    print(_ch5_load_fashion_mnist_real())
+
+
+def test_ch5_sd_components_in_depth(offline_home):
+    print(_ch5_sd_components_in_depth())
+
+
+def test_ch5_sd_subfolder_component_loads(offline_home):
+    print(_ch5_sd_subfolder_component_loads())
+
+
+def test_ch5_book_tokenizer_decoder_get_drift(offline_home):
+    print(_ch5_book_tokenizer_decoder_get_drift())
+
+
+def test_unknown_id_gives_clear_error(offline_home):
+    print(_unknown_id_gives_clear_error())

