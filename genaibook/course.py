@@ -205,7 +205,7 @@ def kernel_env(mode: str) -> dict:
 def _execute(nb, folder: Path, mode: str, timeout: int) -> str:
     "Run `nb`'s cells in a fresh kernel started in `folder`, in run mode `mode`; the error line, or ''."
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     try:
         NotebookClient(
@@ -218,6 +218,8 @@ def _execute(nb, folder: Path, mode: str, timeout: int) -> str:
         return ""
     except CellExecutionError as e:
         return str(e).strip().splitlines()[-1] if str(e).strip() else "cell failed"
+    except DeadKernelError:
+        return "the kernel died (out of memory, or killed from outside); run the notebook alone to see where"
 
 
 def run_notebook(
@@ -248,8 +250,9 @@ def run_notebook(
 # %% ../nbs/lib/04_course.ipynb #bd901985
 TIMINGS_FILE = "timings.json"  # in the --out folder: {mode: {notebook: seconds}}, each notebook's last successful run
 
-# cpu-mode seconds per notebook, measured on a 2-core machine; any other notebook takes about DEFAULT_CPU_SECONDS
-CPU_SECONDS = {"03_compressing": 560, "04_diffusion": 3100, "05_stable_diffusion": 2700}
+# cpu-mode seconds per notebook as the course runner measured them on a 2-core machine (one torch thread each, other
+# runs sharing the cores); any other notebook takes about DEFAULT_CPU_SECONDS
+CPU_SECONDS = {"02_transformers": 110, "03_compressing": 540, "04_diffusion": 1720, "05_stable_diffusion": 1610}
 DEFAULT_CPU_SECONDS = 60
 
 

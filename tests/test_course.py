@@ -199,7 +199,7 @@ def test_scrub_cli_rewrites_only_changed_notebooks(tmp_path, capsys):
 @pytest.mark.parametrize(
     "names, mode, measured, expected",
     [
-        (["04_diffusion", "05_stable_diffusion", "03_compressing"], "cpu", {}, (3100 + 2700 + 560, 0)),  # the table
+        (["04_diffusion", "05_stable_diffusion", "03_compressing"], "cpu", {}, (sum(CPU_SECONDS.values()) - 110, 0)),
         (
             ["04_diffusion", "lib/01_viz"],
             "cpu",
@@ -337,3 +337,11 @@ def test_compact_png_shrinks_figures_and_leaves_other_data_alone():
     assert len(packed) < len(png) and Image.open(io.BytesIO(base64.b64decode(packed))).mode == "P"
     assert compact_png(packed) == packed
     assert compact_png("iVBOR") == "iVBOR" and compact_png("not base64 at all!") == "not base64 at all!"
+
+
+def test_a_dead_kernel_fails_the_notebook_and_the_run_goes_on(tmp_path):
+    write_nb(tmp_path / "nbs/01_a.ipynb", "import os\nos._exit(1)")
+    write_nb(tmp_path / "nbs/02_b.ipynb", "print(6 * 7)")
+    runs = run_course(tmp_path / "nbs", tmp_path / "_run", mode="tiny")
+    assert [r.ok for r in runs] == [False, True]
+    assert "kernel died" in runs[0].error
