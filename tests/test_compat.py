@@ -151,3 +151,46 @@ def test_modules_are_found():
 def test_every_module_imports_without_a_gpu(module):
     r = run_python(f"import genaibook.{module}")
     assert r.returncode == 0, r.stderr
+
+
+def _imports_that_run(module: str) -> set[str]:
+    "The genaibook modules `module` imports at run time (module level or inside functions; not `if TYPE_CHECKING:`)."
+    found = set()
+
+    def visit(node):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return  # read by linters and editors only
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update({node.module.split(".")[0]} if node.module else {a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genaibook."):
+            found.add(node.module.split(".")[1])
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse((ROOT / "genaibook" / f"{module}.py").read_text()))
+    return found & set(MODULES)
+
+
+def test_no_import_cycle_in_the_package():
+    "Dependencies run one way: no module reaches itself through the imports that run (the core shim is name lookups)."
+    graph = {m: _imports_that_run(m) for m in MODULES}
+
+    def reachable(start):
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        return seen
+
+    assert [m for m in MODULES if m in reachable(m)] == []
+    assert "core" in graph["viz"] and graph["core"] == set()  # core is the base, not the top
+
+
+def test_package_code_imports_each_helper_from_its_home():
+    "The book's `from genaibook.core import show_images` works, but the package itself never goes through the shim."
+    for m in MODULES:
+        for node in ast.walk(ast.parse((ROOT / "genaibook" / f"{m}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module in ("core", "genaibook.core")):
+                shimmed = {a.name for a in node.names} & set(core._all_)
+                assert not shimmed, f"genaibook.{m} imports {shimmed} through genaibook.core"
