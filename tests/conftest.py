@@ -60,6 +60,16 @@ def modules_loaded_by(statement: str, modules) -> list[str]:
     return ast.literal_eval(r.stdout.strip().splitlines()[-1])
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    "Every node of `graph` (node -> the nodes it points to) that a path from `start` reaches."
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
 def png_bytes(size=(40, 30), color=(200, 30, 30)) -> bytes:
     buf = BytesIO()
     Image.new("RGB", size, color).save(buf, format="PNG")

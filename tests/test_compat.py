@@ -8,7 +8,7 @@ import pytest
 
 import genaibook
 import genaibook.core as core
-from conftest import ROOT, modules_loaded_by, run_python
+from conftest import ROOT, modules_loaded_by, reachable, run_python
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(genaibook.__path__) if not m.name.startswith("_"))
 
@@ -174,16 +174,7 @@ def _imports_that_run(module: str) -> set[str]:
 def test_no_import_cycle_in_the_package():
     "Dependencies run one way: no module reaches itself through the imports that run (the core shim is name lookups)."
     graph = {m: _imports_that_run(m) for m in MODULES}
-
-    def reachable(start):
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in graph[todo.pop()] - seen:
-                seen.add(nxt)
-                todo.append(nxt)
-        return seen
-
-    assert [m for m in MODULES if m in reachable(m)] == []
+    assert [m for m in MODULES if m in reachable(graph, m)] == []
     assert "core" in graph["viz"] and graph["core"] == set()  # core is the base, not the top
 
 

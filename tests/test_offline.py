@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import reachable
+
 from genaibook import offline
 from genaibook.offline import MissingStandIn, explain, hub_ids_in_source, lookup, registry, require, seed
 from genaibook.standins import StandIn
@@ -315,18 +317,10 @@ def test_dependencies_run_one_way():
     modules = [p.stem for p in (ROOT / "genaibook").glob("*.py") if not p.stem.startswith("_")]
     graph = {m: _genaibook_imports(m) & set(modules) for m in modules}
 
-    def reachable(start):
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in graph[todo.pop()] - seen:
-                seen.add(nxt)
-                todo.append(nxt)
-        return seen
-
     for m in ("offline", "standins", *FAMILIES):
-        assert m not in reachable(m), f"import cycle through genaibook.{m}"
+        assert m not in reachable(graph, m), f"import cycle through genaibook.{m}"
     for m in ("standins", *FAMILIES):
-        assert "offline" not in reachable(m), f"genaibook.{m} reaches genaibook.offline"
+        assert "offline" not in reachable(graph, m), f"genaibook.{m} reaches genaibook.offline"
     assert graph["offline"] >= set(FAMILIES)
 
 

@@ -1,12 +1,10 @@
 "genaibook.stable_diffusion: the hand-written loop gives the pipeline's images; the book's shapes and ids; color_loss; bad inputs."
 
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
+from conftest import modules_loaded_by
 import torch
 
 from genaibook.stable_diffusion import (
@@ -317,21 +315,7 @@ def test_make_generator():
 
 
 def test_import_is_light():
-    code = (
-        "import sys, genaibook.stable_diffusion; "
-        "print(sorted(m for m in ('diffusers', 'transformers', 'gradio', 'matplotlib') if m in sys.modules))"
+    heavy = modules_loaded_by(
+        "import genaibook.stable_diffusion", ("diffusers", "transformers", "gradio", "matplotlib")
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            "CUDA_VISIBLE_DEVICES": "",
-            "PATH": "/usr/bin:/bin",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        },
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]", r.stdout
+    assert heavy == [], heavy
