@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['DIRECTIVE', 'KEY_RESULT', 'SKIPPED_NOTE', 'INLINE_BACKEND', 'TIMINGS_FILE', 'CPU_SECONDS', 'DEFAULT_CPU_SECONDS',
            'find_notebooks', 'cell_directives', 'should_skip', 'scrub_outputs', 'compact_png', 'key_results',
-           'NotebookRun', 'kernel_env', 'run_notebook', 'notebook_name', 'load_timings', 'save_timing',
-           'estimate_seconds', 'eta', 'fmt_duration', 'progress_line', 'summary_table', 'run_course', 'scrub_notebooks',
-           'main']
+           'twin_output_cells', 'clear_twin_outputs', 'NotebookRun', 'kernel_env', 'run_notebook', 'notebook_name',
+           'load_timings', 'save_timing', 'estimate_seconds', 'eta', 'fmt_duration', 'progress_line', 'summary_table',
+           'run_course', 'scrub_notebooks', 'main']
 
 # %% ../nbs/lib/04_course.ipynb #6440f367
 import argparse
@@ -178,6 +178,29 @@ def key_results(
             ]
     return "; ".join(found)
 
+# %% ../nbs/lib/04_course.ipynb #tw1nc0d3
+def _output_text(out) -> str:
+    return "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+
+
+def twin_output_cells(
+    nb,  # A notebook: nbformat's, or its JSON as a dict
+) -> list:  # Its code cells whose stored outputs carry `twin_notice`'s warning line
+    "The cells whose outputs came from an offline twin."
+    from genaibook.offline import TWIN_NOTICE
+
+    return [c for c in nb["cells"] if any(TWIN_NOTICE in _output_text(o) for o in c.get("outputs", []))]
+
+
+def clear_twin_outputs(
+    nb,  # A notebook (nbformat's or a JSON dict), changed in place
+) -> int:  # How many cells were cleared
+    "Clear the outputs of every cell that ran an offline twin, so a committed notebook stores real results only."
+    cells = twin_output_cells(nb)
+    for cell in cells:
+        cell["outputs"], cell["execution_count"] = [], None
+    return len(cells)
+
 # %% ../nbs/lib/04_course.ipynb #1b72540a
 @dataclass
 class NotebookRun:
@@ -243,6 +266,8 @@ def run_notebook(
         c.outputs = [] if inplace else [nbformat.v4.new_output("stream", name="stdout", text=SKIPPED_NOTE)]
     if dest is not None:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        if inplace:
+            clear_twin_outputs(nb)  # a committed notebook keeps real results only
         scrub_outputs(nb)
         nbformat.write(nb, dest)
     return NotebookRun(path, seconds, not error, len(skipped), error, key_results(nb))
