@@ -442,18 +442,11 @@ def test_the_recipe_configuration_is_expressible():
     import functools
     import math
 
+    from genaibook.recipes import CH5_CPU
+
     sched_kw = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
-    model = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(16, 32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D",) * 3,
-        up_block_types=("UpBlock2D",) * 3,
-        norm_num_groups=8,
-        num_class_embeds=11,
-    )
+    assert CH5_CPU.make_train_scheduler().config.beta_schedule == sched_kw["beta_schedule"]
+    model = UNet2DModel(**{**CH5_CPU.unet, "sample_size": 8})  # the recipe's UNet, on 8-pixel test images
 
     def one_cycle(opt, total):  # 25% linear warm-up, cosine down to 2% of the peak
         w = int(0.25 * total)
