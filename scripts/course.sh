@@ -50,13 +50,16 @@ setup() {  # skipped when $VENV was set up from these very settings.ini, setup.p
   setup_key > "$VENV/.genaibook-setup"
 }
 
-fashion_mnist() {  # the real Fashion-MNIST comes from a Debian package; install it where we can
-  [ -d /usr/share/datasets/fashion-mnist ] && return
+debian_data() {  # real data that only Debian packages ship: Fashion-MNIST (chapters 3-5) and fortunes (chapter 6)
+  local missing=()
+  [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+  [ -d /usr/share/games/fortunes ] || missing+=(fortunes)
+  [ ${#missing[@]} = 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing Debian's dataset-fashion-mnist (the real Fashion-MNIST, 30 MB)"
-    apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+    log "installing Debian's ${missing[*]} (real data sets, about 31 MB)"
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
   else
-    echo "note: the real Fashion-MNIST needs 'sudo apt-get install dataset-fashion-mnist'; its stand-in is skipped" >&2
+    echo "note: the real data sets need 'sudo apt-get install ${missing[*]}'; their stand-ins are skipped" >&2
   fi
 }
 
@@ -72,7 +75,7 @@ docs_browser() {  # tests/test_site.py opens the rendered docs pages in headless
 
 seed_offline() {
   log "offline stand-ins in $GENAIBOOK_OFFLINE_HOME"
-  fashion_mnist
+  debian_data
   "$VENV/bin/genaibook_offline" seed "$GENAIBOOK_OFFLINE_HOME" || echo "warning: some stand-ins could not be built (see above)" >&2
 }
 
