@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import check_choice, check_int
+from .core import check_int
 
 # %% ../nbs/lib/19_finetune.ipynb #f5b5f451
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
