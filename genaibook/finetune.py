@@ -209,13 +209,14 @@ def choice_accuracy(
     if unknown:
         raise ValueError(f"answers {sorted(unknown)} are not among the choices {choices!r}")
     firsts = torch.tensor(_first_tokens(tokenizer, choices))
-    device = next(model.parameters()).device
+    device, was_training = next(model.parameters()).device, model.training
     model.eval()
     picked = []
     for messages in questions:
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         logits = model(input_ids=ids["input_ids"].to(device)).logits[0, -1]
         picked.append(choices[int(logits[firsts.to(device)].argmax())])
+    model.train(was_training)
     return float(np.mean([p == a for p, a in zip(picked, answers)])), picked
 
 # %% ../nbs/lib/19_finetune.ipynb #13d88ab1
@@ -347,7 +348,9 @@ def absmax_quantize(
     "Absmax quantization: scale so the largest |x| maps to 2^(bits-1) - 1, then round."
     check_int("bits", bits, low=2, high=8)
     x = np.asarray(x, dtype=np.float64)
-    peak = np.max(np.abs(x)) if x.size else 0.0
+    if x.size == 0:
+        raise ValueError("absmax quantization got no values to quantize")
+    peak = np.max(np.abs(x))
     if not np.isfinite(peak) or peak == 0:
         raise ValueError(f"absmax quantization needs finite values, not all zero; the largest |x| is {peak}")
     scale = (2 ** (bits - 1) - 1) / peak

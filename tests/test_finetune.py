@@ -226,10 +226,12 @@ def test_choice_accuracy_picks_the_most_likely_first_token(chat_tokenizer):
     choices = ("computers", "politics", "sports")
     sports = chat_tokenizer("sports", add_special_tokens=False)["input_ids"][0]
     questions = [quiz_messages(f"quote {i}", choices) for i in range(4)]
+    model = FavouriteTokenLM(sports).train()
     acc, picks = choice_accuracy(
-        FavouriteTokenLM(sports), chat_tokenizer, questions, ["sports", "sports", "politics", "computers"], choices
+        model, chat_tokenizer, questions, ["sports", "sports", "politics", "computers"], choices
     )
     assert picks == ["sports"] * 4 and acc == 0.5
+    assert model.training  # put back as it was
 
 
 @pytest.mark.parametrize(
@@ -407,7 +409,7 @@ def test_absmax_round_trip_error_is_at_most_half_a_step():
         ([0.0, 0.0], 8, ValueError, "not all zero"),
         ([1.0, np.nan], 8, ValueError, "finite"),
         ([1.0, np.inf], 8, ValueError, "finite"),
-        ([], 8, ValueError, "not all zero"),
+        ([], 8, ValueError, "no values"),
         ([1.0], 16, ValueError, "bits must be"),
         ([1.0], 1, ValueError, "bits must be"),
     ],
