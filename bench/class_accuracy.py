@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import time
-from functools import partial
 from pathlib import Path
 
 from genaibook.offline import use_offline_cache
@@ -37,72 +36,14 @@ use_offline_cache()  # before diffusers or datasets is imported: they read HF_HU
 
 import diffusers
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
 
-from genaibook.core import get_device, set_seed
+from genaibook.core import get_device
 from genaibook.metrics import FID, FASHION_CLASSES, fashion_classifier, load_fashion_mnist_tensors, predict_classes
-from genaibook.recipes import CH5_CPU, RECIPES, DiffusionRecipe, fashion_mnist_32
+from genaibook.recipes import CH5_CPU, RECIPES, load_recipe_model, train_recipe
 from genaibook.sampling import sample
 from genaibook.train import run_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "class_accuracy.json"
-
-
-def train(folder: Path, device, recipe: DiffusionRecipe = CH5_CPU) -> None:
-    "Train `recipe` into `folder` (resuming from its checkpoint) as the notebook does, and save the sampling model."
-    from genaibook.diffusion import DiffusionLoss
-    from genaibook.train import Learner, make_dataloader
-
-    data = fashion_mnist_32("train")
-    scheduler = recipe.make_train_scheduler()
-    model = recipe.make_unet()
-    set_seed(0)
-    learn = Learner(
-        model,
-        make_dataloader(data, batch_size=recipe.batch_size, seed=0),
-        DiffusionLoss(scheduler, recipe.objective, class_dropout=recipe.class_dropout, null_class=recipe.null_class),
-        lr=recipe.lr,
-        opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps),
-        lr_schedule=recipe.lr_schedule,
-        ema_decay=recipe.ema_decay,
-        device=device,
-        ckpt_dir=folder,
-        ckpt_every=250,
-    )
-    learn.fit(steps=recipe.steps)
-    save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
-
-
-def save_sample_model(model, scheduler, path: Path) -> None:
-    model.save_pretrained(path)
-    scheduler.save_pretrained(path)
-
-
-def _plain(value):
-    "Tuples as lists, as a config reads back from JSON."
-    return list(value) if isinstance(value, tuple) else value
-
-
-def load_sampling_model(model_dir: Path, recipe: DiffusionRecipe | None, spacing: str = "leading", device="cpu"):
-    """(model, DDIM scheduler, null class) of the model saved in `model_dir`. With a `recipe`: the recipe's sampler
-    and null class, after checking that the saved UNet and training schedule are the recipe's; without one (a run
-    that is not a recipe, e.g. "ch5-book"): the saved schedule without x̂0 clipping, and the last class embedding."""
-    model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
-    if recipe is None:
-        # as the notebook samples: clip_sample=False (clipping x̂0 with guidance ruins the samples; see the notebook)
-        ddim = DDIMScheduler.from_pretrained(model_dir, clip_sample=False, timestep_spacing=spacing)
-        return model, ddim, model.config.num_class_embeds - 1
-    saved, trained = DDIMScheduler.load_config(model_dir), recipe.make_train_scheduler().config
-    differ = [k for k in ("num_train_timesteps", "beta_schedule", "prediction_type") if saved.get(k) != trained[k]]
-    differ += [f"unet {k}" for k, v in recipe.unet.items() if _plain(model.config.get(k)) != _plain(v)]
-    if differ:
-        raise SystemExit(
-            f"The model at {model_dir} was not trained with the recipe {recipe.name!r} (it differs in "
-            f"{', '.join(differ)}): retrain it (rerun the notebook, or delete the folder and pass "
-            "--train)"
-        )
-    ddim = DDIMScheduler.from_config(recipe.make_sampler().config, timestep_spacing=spacing)
-    return model, ddim, recipe.null_class
 
 
 def training_info(folder: Path) -> dict:
@@ -154,8 +95,11 @@ def main():
                 f"No trained model at {model_dir}: run nbs/05_stable_diffusion.ipynb "
                 "(CPU setting) first, or pass --train"
             )
-        train(folder, device, recipe or CH5_CPU)
-    model, ddim, null_class = load_sampling_model(model_dir, recipe, args.spacing, device)
+        train_recipe(recipe or CH5_CPU, folder, device)
+    try:
+        model, ddim, null_class = load_recipe_model(model_dir, recipe, args.spacing, device)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
 
     judge = fashion_classifier(device)

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['FASHION_UNET', 'OBJECTIVES', 'LR_SCHEDULES', 'CH4_CPU', 'CH5_CPU', 'RECIPES', 'DiffusionRecipe', 'cpu_recipe',
-           'fashion_mnist_32', 'fashion_mnist_32_tensors']
+           'fashion_mnist_32', 'fashion_mnist_32_tensors', 'train_recipe', 'save_sample_model', 'load_recipe_model',
+           'trained_recipe_model']
 
 # %% ../nbs/lib/18_recipes.ipynb #50244566
 from dataclasses import asdict, dataclass, replace
@@ -172,3 +173,107 @@ def fashion_mnist_32_tensors(
 
     images, labels = load_fashion_mnist_tensors(split, n=n)
     return F.pad(images, (2, 2, 2, 2)) * 2 - 1, labels
+
+# %% ../nbs/lib/18_recipes.ipynb #f5e23a2a
+def train_recipe(
+    recipe: DiffusionRecipe,  # The recipe to train, e.g. `cpu_recipe("ch5-cpu")`
+    folder,  # Run folder: checkpoints (`last.pt`, every 250 steps) and `sample_model/` go here
+    device=None,  # Device to train on; None picks one with `get_device()`
+    progress: bool = True,  # Show the training progress bar
+):  # The run folder's `sample_model` path
+    "Train `recipe` on real Fashion-MNIST as chapters 4 and 5 do (resuming from `folder`), and save its sampling model."
+    from functools import partial
+    from pathlib import Path
+
+    import torch
+
+    from genaibook.core import set_seed
+    from genaibook.diffusion import DiffusionLoss
+    from genaibook.train import Learner, make_dataloader
+
+    folder = Path(folder)
+    scheduler = recipe.make_train_scheduler()
+    set_seed(0)
+    model = recipe.make_unet()
+    loss_fn = DiffusionLoss(
+        scheduler, recipe.objective, class_dropout=recipe.class_dropout, null_class=recipe.null_class
+    )
+    learn = Learner(
+        model,
+        make_dataloader(
+            fashion_mnist_32("train", labels=recipe.class_conditional), batch_size=recipe.batch_size, seed=0
+        ),
+        loss_fn,
+        lr=recipe.lr,
+        opt_func=partial(torch.optim.AdamW, eps=recipe.adam_eps),
+        lr_schedule=recipe.lr_schedule,
+        ema_decay=recipe.ema_decay,
+        device=device,
+        ckpt_dir=folder,
+        ckpt_every=250,
+        progress=progress,
+    )
+    learn.fit(steps=recipe.steps)
+    return save_sample_model(learn.ema_model or learn.model, scheduler, folder / "sample_model")
+
+
+def save_sample_model(
+    model,  # A diffusers UNet2DModel
+    scheduler,  # Its training scheduler
+    path,  # Folder to write
+):  # `path`
+    "Save a sampling model as chapter 5 does: the UNet and its training schedule in one folder."
+    model.save_pretrained(path)
+    scheduler.save_pretrained(path)
+    return path
+
+
+def _plain(value):
+    "Tuples as lists, as a config reads back from JSON."
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_recipe_model(
+    model_dir,  # A folder written by `save_sample_model`
+    recipe: DiffusionRecipe | None = None,  # The recipe it was trained with; None for another run (e.g. "ch5-book")
+    spacing: str = "leading",  # DDIM `timestep_spacing`
+    device="cpu",  # Device to load onto
+):  # (UNet2DModel in eval mode, DDIMScheduler, null class or None)
+    """The saved model with a DDIM sampler and its "no class" label. With a `recipe`: the recipe's sampler, after
+    checking that the saved UNet and training schedule are the recipe's; without one: the saved schedule without x̂0
+    clipping, and the last class embedding as the null class."""
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    model = UNet2DModel.from_pretrained(model_dir).to(device).eval()
+    if recipe is None:
+        # as the notebooks sample: clip_sample=False (clipping x̂0 with guidance ruins the samples; see chapter 5)
+        ddim = DDIMScheduler.from_pretrained(model_dir, clip_sample=False, timestep_spacing=spacing)
+        n = model.config.num_class_embeds
+        return model, ddim, None if n is None else n - 1
+    saved, trained = DDIMScheduler.load_config(model_dir), recipe.make_train_scheduler().config
+    differ = [k for k in ("num_train_timesteps", "beta_schedule", "prediction_type") if saved.get(k) != trained[k]]
+    differ += [f"unet {k}" for k, v in recipe.unet.items() if _plain(model.config.get(k)) != _plain(v)]
+    if differ:
+        raise ValueError(
+            f"The model at {model_dir} was not trained with the recipe {recipe.name!r} (it differs in "
+            f"{', '.join(differ)}): delete the folder and train it again (rerun the recipe's chapter, or "
+            "call train_recipe)"
+        )
+    ddim = DDIMScheduler.from_config(recipe.make_sampler().config, timestep_spacing=spacing)
+    return model, ddim, recipe.null_class
+
+
+def trained_recipe_model(
+    name: str,  # A key of `RECIPES`, e.g. "ch5-cpu"
+    device="cpu",  # Device to load onto (and to train on, if it must)
+    progress: bool = True,  # Show the training progress bar if it must train
+):  # (UNet2DModel in eval mode, DDIMScheduler, null class or None)
+    "The named recipe's trained model: the one its chapter saved in `run_dir(name)`, trained here first if missing."
+    from genaibook.train import run_dir
+
+    recipe = cpu_recipe(name)
+    folder = run_dir(recipe.name)
+    if not (folder / "sample_model" / "config.json").exists():
+        print(f"no saved {recipe.name} model in {folder}: training it with the recipe ({recipe.steps} steps)")
+        train_recipe(recipe, folder, device, progress)
+    return load_recipe_model(folder / "sample_model", recipe, device=device)

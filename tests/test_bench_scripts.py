@@ -142,23 +142,24 @@ def _load_bench(name: str):
     return module
 
 
-def test_class_accuracy_samples_as_the_recipe_and_refuses_another_model(tmp_path):
-    ca = _load_bench("class_accuracy")
+def test_recipe_model_samples_as_the_recipe_and_refuses_another_model(tmp_path):
     from diffusers import DDPMScheduler
 
+    from genaibook.recipes import load_recipe_model, save_sample_model
+
     model_dir = tmp_path / "sample_model"
-    ca.save_sample_model(CH5_CPU.make_unet(), CH5_CPU.make_train_scheduler(), model_dir)  # as nbs/05 saves it
-    model, ddim, null_class = ca.load_sampling_model(model_dir, CH5_CPU, spacing="trailing")
+    save_sample_model(CH5_CPU.make_unet(), CH5_CPU.make_train_scheduler(), model_dir)  # as nbs/05 saves it
+    model, ddim, null_class = load_recipe_model(model_dir, CH5_CPU, spacing="trailing")
     assert null_class == CH5_CPU.null_class == model.config.num_class_embeds - 1
     assert ddim.config.clip_sample is False and ddim.config.timestep_spacing == "trailing"
     assert ddim.config.prediction_type == CH5_CPU.objective and ddim.config.beta_schedule == CH5_CPU.beta_schedule
     # a run that is not a recipe: the saved schedule, without clipping
-    _, saved, null_class = ca.load_sampling_model(model_dir, None)
+    _, saved, null_class = load_recipe_model(model_dir, None)
     assert saved.config.clip_sample is False and null_class == 10
     # a model trained with other settings than the recipe's
     DDPMScheduler(num_train_timesteps=1000, prediction_type="epsilon").save_pretrained(model_dir)
-    with pytest.raises(SystemExit, match="not trained with the recipe 'ch5-cpu'.*beta_schedule, prediction_type"):
-        ca.load_sampling_model(model_dir, CH5_CPU)
+    with pytest.raises(ValueError, match="not trained with the recipe 'ch5-cpu'.*beta_schedule, prediction_type"):
+        load_recipe_model(model_dir, CH5_CPU)
 
 
 def test_train_throughput_runs_with_no_hf_variables(tmp_path, offline_home):
