@@ -18,13 +18,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import standins_audio, standins_diffusion, standins_sdxl, standins_text, standins_vision
+from . import standins_audio, standins_diffusion, standins_sd_tuning, standins_sdxl, standins_text, standins_vision
 from .standins import StandIn
 
 # %% ../nbs/lib/05_offline.ipynb #5a8710c0
 STANDIN_VERSION = "1"  # bump to rebuild every stand-in: it is part of each fake commit hash
 
-_FAMILIES = (standins_text, standins_vision, standins_diffusion, standins_sdxl, standins_audio)  # their STANDINS lists
+_FAMILIES = (standins_text, standins_vision, standins_diffusion, standins_sdxl, standins_sd_tuning, standins_audio)  # their STANDINS lists
 
 
 def registry() -> dict[str, StandIn]:
@@ -275,7 +275,10 @@ class MissingStandIn(LookupError):
     "An offline load asked for something the stand-in cache does not have."
 
 
-_FAMILY_NOTEBOOKS = "nbs/lib/06a_standins_text, 06b_standins_vision, 06c_standins_diffusion, 06d_standins_audio or 06e_standins_sdxl"
+_FAMILY_NOTEBOOKS = (
+    "nbs/lib/06a_standins_text, 06b_standins_vision, 06c_standins_diffusion, 06d_standins_audio, 06e_standins_sdxl "
+    "or 06f_standins_sd_tuning"
+)
 
 
 def _missing_message(repo_id: str, filename: str | None = None, home: str | Path | None = None) -> str:

@@ -17,7 +17,14 @@ from genaibook.offline import MissingStandIn, explain, hub_ids_in_source, lookup
 from genaibook.standins import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = ("standins_text", "standins_vision", "standins_diffusion", "standins_audio")
+FAMILIES = (
+    "standins_text",
+    "standins_vision",
+    "standins_diffusion",
+    "standins_sdxl",
+    "standins_sd_tuning",
+    "standins_audio",
+)
 CALLS = []
 
 
