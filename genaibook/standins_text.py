@@ -409,10 +409,30 @@ def _build_guanaco_twin(repo_id):
         }
     )
 
+# %% ../nbs/lib/06a_standins_text.ipynb #e4cb1e4c
+def _build_t5_twin(folder, repo_id):
+    """google-t5/t5-small: a 2-layer, 32-wide T5 encoder-decoder with a twin SentencePiece-style tokenizer (MinImagen
+    reads its encoder half with T5EncoderModel)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = twin_t5_tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0
+    )
+    save_twin(T5ForConditionalGeneration, config, repo_id, folder, None, tokenizer)
+
 # %% ../nbs/lib/06a_standins_text.ipynb #3b4979f9
 STANDINS = [
     StandIn(
         "openai-community/gpt2", "model", _build_gpt2_twin, real=False, aliases=("gpt2",), note="real GPT-2 tokenizer"
+    ),
+    StandIn(
+        "google-t5/t5-small",
+        "model",
+        _build_t5_twin,
+        real=False,
+        aliases=("t5-small",),
+        note="twin tokenizer (no SentencePiece model ships offline)",
     ),
     StandIn("Qwen/Qwen2-0.5B", "model", _build_qwen2_twin, real=False, note="real Qwen2 tokenizer, vocab 151,936"),
     StandIn(
