@@ -6,10 +6,10 @@
 __all__ = ['BETA_SCHEDULES', 'THRESHOLDING', 'COLOURS', 'SHAPES', 'BACKGROUND', 'cosine_betas', 'linear_betas',
            'GaussianDiffusion', 'dynamic_threshold', 'threshold', 'TextEncoder', 'check_captions', 'SinusoidalPosEmb',
            'Block', 'CrossAttention', 'ResnetBlock', 'Unet', 'resize_image_to', 'Imagen', 'p_sample_loop', 'sample',
-           'shape_captions', 'make_shapes', 'judge_colour', 'judge_shape', 'caption_accuracy', 'save_imagen',
-           'load_imagen']
+           'shape_captions', 'make_shapes', 'judge_colour', 'judge_shape', 'caption_accuracy', 'CaptionDataset',
+           'save_imagen', 'load_imagen']
 
-# %% ../nbs/lib/26_minimagen.ipynb #26406436
+# %% ../nbs/lib/26_minimagen.ipynb #6b218e8e
 import math
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from .train import atomic_save
 
-# %% ../nbs/lib/26_minimagen.ipynb #850e0d04
+# %% ../nbs/lib/26_minimagen.ipynb #2ec39862
 BETA_SCHEDULES = ("cosine", "linear")
 
 
@@ -109,7 +109,7 @@ class GaussianDiffusion(nn.Module):
         "Uniform training steps in [0, T)."
         return torch.randint(0, self.timesteps, (batch_size,), device=device, generator=generator)
 
-# %% ../nbs/lib/26_minimagen.ipynb #63ba43e1
+# %% ../nbs/lib/26_minimagen.ipynb #9548ec56
 THRESHOLDING = ("dynamic", "static", "none")
 
 
@@ -133,7 +133,7 @@ def threshold(x_start, method: str = "dynamic", percentile: float = 0.9):  # x̂
         return dynamic_threshold(x_start, percentile)
     return x_start.clamp(-1, 1) if method == "static" else x_start
 
-# %% ../nbs/lib/26_minimagen.ipynb #4eb73993
+# %% ../nbs/lib/26_minimagen.ipynb #f011bc1e
 class TextEncoder:
     "A frozen pretrained transformer encoder: captions -> (token states [B, N, D], mask [B, N] of real tokens)."
 
@@ -188,7 +188,7 @@ def check_captions(captions) -> list[str]:
         raise ValueError(f"every caption must be a non-empty string, got {bad[:3]!r}")
     return captions
 
-# %% ../nbs/lib/26_minimagen.ipynb #29e65437
+# %% ../nbs/lib/26_minimagen.ipynb #3a6caf4e
 class SinusoidalPosEmb(nn.Module):
     "Timesteps [B] -> [B, dim]: sin and cos of t at geometrically spaced frequencies."
 
@@ -260,7 +260,7 @@ class ResnetBlock(nn.Module):
         h = self.block2(h, self.time_mlp(t)[..., None, None].chunk(2, dim=1))
         return h + self.res_conv(x)
 
-# %% ../nbs/lib/26_minimagen.ipynb #3ec6c2bb
+# %% ../nbs/lib/26_minimagen.ipynb #13095fba
 def _time_conditioning(dim, time_cond_dim, cond_dim, num_time_tokens):
     "(sinusoid -> MLP hidden, hidden -> FiLM vector, hidden -> time tokens) for one kind of timestep."
     hiddens = nn.Sequential(SinusoidalPosEmb(dim), nn.Linear(dim, time_cond_dim), nn.SiLU())
@@ -421,7 +421,7 @@ class Unet(nn.Module):
         null_logits = self.forward(x, time, **kwargs, cond_drop_prob=1.0)
         return null_logits + (logits - null_logits) * cond_scale
 
-# %% ../nbs/lib/26_minimagen.ipynb #adf7a59b
+# %% ../nbs/lib/26_minimagen.ipynb #265ecb7e
 def resize_image_to(images, size: int):  # [B, C, size, size]
     "Resize square images to `size` (bilinear, antialiased when shrinking)."
     if images.shape[-1] == size:
@@ -532,7 +532,7 @@ class Imagen(nn.Module):
         )
         return F.mse_loss(pred, noise)
 
-# %% ../nbs/lib/26_minimagen.ipynb #2224a473
+# %% ../nbs/lib/26_minimagen.ipynb #6089a4fe
 @torch.no_grad()
 def p_sample_loop(
     imagen: Imagen,  # The cascade
@@ -606,7 +606,7 @@ def sample(
         imagen.train(was_training)
     return stages if return_all_stages else stages[-1]
 
-# %% ../nbs/lib/26_minimagen.ipynb #7932b5eb
+# %% ../nbs/lib/26_minimagen.ipynb #c77e1eaa
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
 SHAPES = ("square", "circle", "triangle")
 BACKGROUND = 128  # grey, in 0-255
@@ -650,7 +650,7 @@ def make_shapes(
         captions.append(f"a {colour} {shape}")
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255, captions
 
-# %% ../nbs/lib/26_minimagen.ipynb #d102049e
+# %% ../nbs/lib/26_minimagen.ipynb #9882de3a
 def _foreground(images, tolerance: float = 0.12):
     "[B, H, W] mask of the pixels that differ from the grey background."
     return (images - BACKGROUND / 255).abs().amax(dim=1) > tolerance
@@ -702,7 +702,29 @@ def caption_accuracy(
         "both": sum(a and b for a, b in zip(colour_ok, shape_ok)) / n,
     }
 
-# %% ../nbs/lib/26_minimagen.ipynb #4d73e56d
+# %% ../nbs/lib/26_minimagen.ipynb #84db4651
+class CaptionDataset(torch.utils.data.Dataset):
+    "Images with their captions' frozen token states: items {'images', 'text_embeds', 'text_masks'}."
+
+    def __init__(
+        self,
+        images,  # [N, C, H, W] in [0, 1]
+        captions: list[str],  # One caption per image
+        text_encoder: TextEncoder,  # Encodes the captions (each distinct one once)
+    ):
+        captions = check_captions(captions)
+        if len(images) != len(captions):
+            raise ValueError(f"{len(images)} images but {len(captions)} captions: give one caption per image")
+        self.images, self.captions = images, captions
+        self.text_embeds, self.text_masks = text_encoder(captions)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"images": self.images[i], "text_embeds": self.text_embeds[i], "text_masks": self.text_masks[i]}
+
+# %% ../nbs/lib/26_minimagen.ipynb #dae879d6
 def save_imagen(
     imagen: Imagen,  # The cascade
     path,  # File to write, e.g. "minimagen.pt"
