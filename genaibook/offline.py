@@ -18,13 +18,21 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import standins_audio, standins_diffusion, standins_sd_tuning, standins_sdxl, standins_text, standins_vision
+from . import standins_audio, standins_diffusion, standins_sd_tuning  # the stand-in families
+from . import standins_sdxl, standins_text, standins_vision
 from .standins import StandIn
 
 # %% ../nbs/lib/05_offline.ipynb #5a8710c0
 STANDIN_VERSION = "1"  # bump to rebuild every stand-in: it is part of each fake commit hash
 
-_FAMILIES = (standins_text, standins_vision, standins_diffusion, standins_sdxl, standins_sd_tuning, standins_audio)  # their STANDINS lists
+_FAMILIES = (
+    standins_text,
+    standins_vision,
+    standins_diffusion,
+    standins_sdxl,
+    standins_sd_tuning,
+    standins_audio,
+)  # their STANDINS lists
 
 
 def registry() -> dict[str, StandIn]:
