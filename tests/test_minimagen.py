@@ -255,3 +255,17 @@ def test_shapes_data_is_reproducible_and_the_judges_read_it():
     ]
     with pytest.raises(ValueError, match="n >= 1 and size >= 8"):
         make_shapes(0)
+
+
+def test_v_objective_round_trip_and_cascade(encoder):
+    d = GaussianDiffusion(50)
+    x0, noise, t = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4), torch.tensor([0, 25, 49])
+    v = d.calculate_v(x0, t, noise)
+    torch.testing.assert_close(d.predict_start_from_v(d.q_sample(x0, t, noise), t, v), x0, rtol=1e-4, atol=1e-4)
+    torch.manual_seed(0)
+    unets = [Unet(dim=8, text_embed_dim=encoder.dim), Unet(dim=8, text_embed_dim=encoder.dim, lowres_cond=True)]
+    cascade = Imagen(unets, image_sizes=(8, 16), text_encoder=encoder, timesteps=6, pred_objectives=("noise", "v"))
+    assert torch.isfinite(cascade(torch.rand(2, 3, 16, 16), captions=["a red circle"] * 2, unet_number=2))
+    assert sample(cascade, ["a red circle"]).shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="pred_objectives must be one of"):
+        Imagen(unets, image_sizes=(8, 16), pred_objectives=("noise", "x0"))
