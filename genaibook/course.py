@@ -64,8 +64,9 @@ def should_skip(
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 _NOISE = re.compile(
     r"^(Using the latest cached version of the (dataset|module)|Found the latest cached dataset"
-    r"|Loading weights|.*\d+%\|.*\|\s*\S+/\S+\s*\[).*$"
-)  # the last: a tqdm progress line
+    r"|Loading weights|.*\d+%\|.*\|\s*\S+/\S+\s*\["
+    r"|Skipping publisher trust check for 'kernels-community/|Failed to load CPU \w+ from kernels-community:).*$"
+)  # a tqdm progress line; bitsandbytes failing to fetch optional faster kernels offline (it falls back to its own)
 _WARNING_AT = re.compile(r"^\S+:\d+: (\w*Warning: .*)$")
 
 

@@ -149,6 +149,12 @@ def _stream(text, name="stderr"):
             None,
         ),
         (f"{Path.home()}/data ready\n", "~/data ready\n"),
+        (
+            "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' because Hugging Face "
+            "Hub is in offline mode.\nFailed to load CPU gemm_4bit_forward from kernels-community: Version 1 of "
+            "'kernels-community/quantization-bitsandbytes' is not available\n",
+            None,
+        ),
         ("plain text stays\n", "plain text stays\n"),
     ],
 )
