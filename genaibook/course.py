@@ -276,8 +276,8 @@ def run_notebook(
 # %% ../nbs/lib/04_course.ipynb #bd901985
 TIMINGS_FILE = "timings.json"  # in the --out folder: {mode: {notebook: seconds}}, each notebook's last successful run
 
-# cpu-mode seconds per notebook as the course runner measured them on a 2-core machine (chapters 2-5 and the appendices
-# on one torch thread, chapters 6 and 10 on two; other runs often sharing the cores); any other notebook takes about
+# cpu-mode seconds per notebook as the course runner measured them on a 2-core machine (chapters 2-5, 7-9, 11 and the
+# appendices on one torch thread, chapters 6 and 10 on two; other runs often sharing the cores); any other notebook about
 # DEFAULT_CPU_SECONDS
 CPU_SECONDS = {
     "02_transformers": 110,
@@ -285,7 +285,11 @@ CPU_SECONDS = {
     "04_diffusion": 1720,
     "05_stable_diffusion": 1610,
     "06_fine_tuning_lms": 1420,
+    "07_fine_tuning_sd": 1100,
+    "08_creative_applications": 860,
+    "09_generating_audio": 590,
     "10_rapidly_advancing_areas": 770,
+    "11_minimagen": 1400,
     "appendix_b_memory": 85,
     "appendix_c_rag": 450,
 }
