@@ -289,7 +289,7 @@ CPU_SECONDS = {
     "08_creative_applications": 860,
     "09_generating_audio": 590,
     "10_rapidly_advancing_areas": 770,
-    "11_minimagen": 1400,
+    "11_minimagen": 800,
     "appendix_b_memory": 85,
     "appendix_c_rag": 450,
 }

@@ -9,7 +9,7 @@ __all__ = ['SDXL_TWIN_TEXT_WIDTHS', 'SDXL_TWIN_TIME_EMBED', 'IP_ADAPTER_TOKENS',
 
 # %% ../nbs/lib/06e_standins_sdxl.ipynb #fd60b12e
 from .standins import StandIn, mark_twin
-from .standins_diffusion import _build_stable_diffusion_twin, _mark_diffusers_twin
+from .standins_diffusion import _build_stable_diffusion_twin, _mark_diffusers_twin, tiny_vae
 from .standins_text import clip_tokenizer
 from .standins_vision import clip_image_processor, tiny_clip_config
 
@@ -51,21 +51,7 @@ def sdxl_twin_unet(
 # %% ../nbs/lib/06e_standins_sdxl.ipynb #f83a515d
 def sdxl_twin_vae():
     "A tiny `AutoencoderKL` with SDXL's latent scale (0.13025) and 8× downsampling."
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        sample_size=1024,
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        block_out_channels=(4, 4, 4, 4),
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    )
+    return tiny_vae(1024, scaling_factor=0.13025, force_upcast=True)
 
 
 def sdxl_twin_scheduler():
