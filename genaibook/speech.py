@@ -410,19 +410,16 @@ def latency_and_memory(
     model_name: str,  # Name for the report
     device="cpu",  # Where it runs
     nb_loops: int = 10,  # Calls to average
-) -> dict:  # seconds (per call), gpu_gb (CUDA only, else None), rss_gb (peak RSS added; None off Linux)
-    "`measure_latency_and_memory_use` plus the peak resident memory the calls added, which a CPU can report."
-    from genaibook.memory import peak_rss_during
+) -> dict:  # seconds (per call), gpu_gb (CUDA only, else None), rss_gb (peak RSS added on a CPU; None off Linux)
+    "`measure_latency_and_memory_use`'s two numbers as a dict, the memory filed under what it measures."
+    import torch
+
     from genaibook.perf import measure_latency_and_memory_use
 
     check_int("nb_loops", nb_loops)
-    (seconds, gpu_gb), rss = peak_rss_during(
-        lambda: measure_latency_and_memory_use(pipeline, inputs, model_name, device, nb_loops=nb_loops)
-    )
-    rss_gb = None if rss is None else rss * 1e-9
-    if rss_gb is not None:
-        print(f"{model_name} peak RSS added during the calls: {rss_gb:.3f} GB")
-    return dict(seconds=seconds, gpu_gb=gpu_gb, rss_gb=rss_gb)
+    seconds, gb = measure_latency_and_memory_use(pipeline, inputs, model_name, device, nb_loops=nb_loops)
+    on_cuda = torch.device(device).type == "cuda"
+    return dict(seconds=seconds, gpu_gb=gb if on_cuda else None, rss_gb=None if on_cuda else gb)
 
 # %% ../nbs/lib/25_speech.ipynb #d7d1d984
 class StageTimer:

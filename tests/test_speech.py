@@ -218,3 +218,13 @@ def test_conversation_demo_builds():
     demo = build_conversation_demo(lambda audio, text: None)
     names = {type(b).__name__ for b in demo.blocks.values()}
     assert {"Audio", "Textbox", "Image", "JSON", "Button"} <= names
+
+
+def test_latency_and_memory_files_cpu_memory_as_rss():
+    from genaibook.speech import latency_and_memory
+
+    report = latency_and_memory(lambda x: x * 2, 3, "double", "cpu", nb_loops=2)
+    assert report["seconds"] >= 0 and report["gpu_gb"] is None
+    assert report["rss_gb"] is None or report["rss_gb"] >= 0  # None off Linux
+    with pytest.raises(ValueError, match="positive integer"):
+        latency_and_memory(lambda x: x, 1, "m", "cpu", nb_loops=0)
